@@ -1,0 +1,44 @@
+"""What a model needs to know about its data, without the data itself."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+__all__ = ["DataSpec", "SPLITS"]
+
+SPLITS = ("train", "validation", "test")
+
+
+@attrs.frozen
+class DataSpec:
+    """Shape and type of a data set.
+
+    ``kind == "image"``: integer tensors ``(N, C, H, W)`` with values in
+    ``[0, levels)``. ``kind == "vector"``: float tensors ``(N, D)``.
+    ``num_classes`` is set when the data carry labels ``0 .. num_classes-1``.
+    """
+
+    name: str
+    kind: str = attrs.field(validator=attrs.validators.in_(("image", "vector")))
+    shape: tuple[int, ...] = attrs.field(converter=tuple)
+    levels: int | None = None
+    num_classes: int | None = None
+
+    @property
+    def dims(self) -> int:
+        """Number of scalar dimensions per example (C*H*W or D)."""
+        return math.prod(self.shape)
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataSpec:
+        return cls(**{k: data.get(k) for k in ("name", "kind", "shape", "levels", "num_classes")})

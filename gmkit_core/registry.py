@@ -1,0 +1,274 @@
+"""The plugin registry: entry points in, named models and components out.
+
+Plugins are found through the entry-point group ``gmkit.plugins`` and loaded
+lazily on first use. Each plugin is loaded and registered in isolation: one
+that fails to import, targets another API version, implements an unknown hook
+or claims a name another plugin holds is recorded with its error and skipped,
+and everything else keeps working. Registrations name their target as a
+``"module:attr"`` string, so listing plugins and models imports neither torch
+nor model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from ._version import API_VERSION
+from .errors import ConfigError, NotRegisteredError
+
+__all__ = ["KINDS", "Entry", "PluginInfo", "Registry", "registry"]
+
+GROUP = "gmkit.plugins"
+KINDS = ("model", "prior", "transform", "schedule", "network", "sampler", "dataset")
+LIKELIHOODS = ("exact", "bound", "none")
+
+# Where the first-party names live, so a missing one says what to install.
+FIRST_PARTY = {
+    "gmkit-vae": ["vae", "beta_vae", "cvae", "iwae", "hvae"],
+    "gmkit-pixelcnn": ["pixelcnn"],
+    "gmkit-flows": ["realnvp", "glow", "maf", "nsf", "iaf"],
+    "gmkit-diffusion": ["ddpm", "unet", "dit", "linear", "cosine", "ddim"],
+    "gmkit-gmm": ["gmm"],
+    "gmkit-vqvae": ["vqvae"],
+}
+
+
+@attrs.frozen
+class Entry:
+    """One registered model, component or dataset.
+
+    ``target`` is ``"module:attr"``; it is imported by :meth:`load` only.
+    """
+
+    kind: str
+    name: str
+    target: str
+    plugin: str
+    description: str = ""
+    family: str = ""
+    likelihood: str = "none"
+    conditional: bool = False
+    data_kind: str = ""
+
+    def load(self) -> Any:
+        module_name, _, attr = self.target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # the plugin's code is broken, not the user's input
+            raise NotRegisteredError(
+                f"{self.kind} '{self.name}' from {self.plugin} cannot be loaded "
+                f"({self.target}): {type(exc).__name__}: {exc}"
+            ) from exc
+        return obj
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        if self.kind != "model":
+            for key in ("family", "likelihood", "conditional"):
+                data.pop(key)
+        if self.kind != "dataset":
+            data.pop("data_kind")
+        return data
+
+
+@attrs.define
+class PluginInfo:
+    """A plugin as found: its distribution, version, what it registers, its error."""
+
+    name: str
+    version: str
+    module: str
+    api: int | None = None
+    registers: list[str] = attrs.field(factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class Registry:
+    """Named models, components and datasets contributed by plugins.
+
+    ``Registry()`` reads the installed entry points on first use;
+    ``Registry(plugins=[...])`` takes plugin modules directly (used by tests and
+    by programs that embed gmkit without installing a distribution).
+    """
+
+    def __init__(self, plugins: Iterable[ModuleType | tuple[str, ModuleType]] | None = None):
+        self._explicit = list(plugins) if plugins is not None else None
+        self._loaded = False
+        self._plugins: dict[str, PluginInfo] = {}
+        self._entries: dict[tuple[str, str], Entry] = {}
+        self._pm = pluggy.PluginManager("gmkit")
+        self._pm.add_hookspecs(hookspecs)
+
+    # -- loading ---------------------------------------------------------------
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        if self._explicit is not None:
+            for item in self._explicit:
+                name, module = item if isinstance(item, tuple) else (item.__name__, item)
+                self._add(PluginInfo(name, "0", module.__name__), lambda m=module: m)
+            return
+        eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: (ep.name != "gmkit-core", ep.name))
+        for ep in eps:
+            dist = ep.dist.name if getattr(ep, "dist", None) is not None else ep.name
+            version = ep.dist.version if getattr(ep, "dist", None) is not None else "?"
+            self._add(PluginInfo(dist, version, ep.value), ep.load)
+
+    def add_plugin(self, module: ModuleType, name: str | None = None, version: str = "0") -> PluginInfo:
+        """Register a plugin module by hand (after the installed ones)."""
+        self._ensure_loaded()
+        return self._add(PluginInfo(name or module.__name__, version, module.__name__), lambda: module)
+
+    def _add(self, info: PluginInfo, load: Callable[[], ModuleType]) -> PluginInfo:
+        self._plugins[info.name] = info
+        try:
+            module = load()
+        except Exception as exc:
+            info.error = f"import failed: {type(exc).__name__}: {exc}"
+            return info
+        info.api = getattr(module, "GMKIT_API", None)
+        if info.api != API_VERSION:
+            info.error = (
+                f"targets gmkit core API {info.api}, this gmkit-core provides API {API_VERSION}; "
+                f"upgrade {info.name} or gmkit-core"
+            )
+            return info
+        try:
+            self._pm.register(module, name=info.name)
+            self._pm.check_pending()
+        except Exception as exc:
+            if self._pm.is_registered(module):
+                self._pm.unregister(module)
+            info.error = f"invalid hooks: {exc}"
+            return info
+        staged: list[Entry] = []
+        try:
+            self._call(module, "gmkit_register_models", self._model_register(info, staged))
+            self._call(module, "gmkit_register_components", self._component_register(info, staged))
+            self._call(module, "gmkit_register_datasets", self._dataset_register(info, staged))
+        except Exception as exc:
+            self._pm.unregister(module)
+            info.error = f"registration failed: {type(exc).__name__}: {exc}"
+            return info
+        for entry in staged:
+            self._entries[(entry.kind, entry.name)] = entry
+            info.registers.append(f"{entry.kind}:{entry.name}")
+        return info
+
+    @staticmethod
+    def _call(module: ModuleType, hook: str, register: Callable[..., None]) -> None:
+        impl = getattr(module, hook, None)
+        if impl is not None:
+            impl(register=register)
+
+    def _claim(self, info: PluginInfo, staged: list[Entry], entry: Entry) -> None:
+        if entry.kind not in KINDS:
+            raise ValueError(f"unknown kind '{entry.kind}'; kinds: {', '.join(KINDS)}")
+        if ":" not in entry.target:
+            raise ValueError(f"target of {entry.kind} '{entry.name}' must be 'module:attr', got '{entry.target}'")
+        key = (entry.kind, entry.name)
+        if key in self._entries or any((e.kind, e.name) == key for e in staged):
+            holder = self._entries[key].plugin if key in self._entries else info.name
+            raise ValueError(f"{entry.kind} '{entry.name}' is registered by both {holder} and {info.name}")
+        staged.append(entry)
+
+    def _model_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
+        def register(name: str, target: str, *, family: str = "", description: str = "",
+                     likelihood: str = "none", conditional: bool = False) -> None:
+            if likelihood not in LIKELIHOODS:
+                raise ValueError(f"model '{name}': likelihood must be one of {LIKELIHOODS}")
+            self._claim(info, staged, Entry("model", name, target, info.name, description,
+                                            family, likelihood, conditional))
+        return register
+
+    def _component_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
+        def register(kind: str, name: str, target: str, *, description: str = "") -> None:
+            if kind in ("model", "dataset"):
+                raise ValueError(f"register {kind}s through gmkit_register_{kind}s")
+            self._claim(info, staged, Entry(kind, name, target, info.name, description))
+        return register
+
+    def _dataset_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
+        def register(name: str, target: str, *, description: str = "", kind: str = "image") -> None:
+            self._claim(info, staged, Entry("dataset", name, target, info.name, description,
+                                            data_kind=kind))
+        return register
+
+    # -- queries ---------------------------------------------------------------
+    def plugins(self) -> list[PluginInfo]:
+        self._ensure_loaded()
+        return list(self._plugins.values())
+
+    def entries(self, kind: str) -> list[Entry]:
+        self._check_kind(kind)
+        self._ensure_loaded()
+        return sorted((e for e in self._entries.values() if e.kind == kind), key=lambda e: e.name)
+
+    def names(self, kind: str) -> list[str]:
+        return [e.name for e in self.entries(kind)]
+
+    def entry(self, kind: str, name: str) -> Entry:
+        self._check_kind(kind)
+        self._ensure_loaded()
+        found = self._entries.get((kind, name))
+        if found is not None:
+            return found
+        hint = next((dist for dist, names in FIRST_PARTY.items() if name in names), None)
+        if hint is not None:
+            raise NotRegisteredError(f"no {kind} named '{name}': install the plugin {hint} (pip install {hint})")
+        known = ", ".join(self.names(kind)) or "none installed"
+        raise NotRegisteredError(f"no {kind} named '{name}'; available: {known}")
+
+    def get(self, kind: str, name: str, /, **cfg: Any) -> Any:
+        """Build a registered model or component with validated options.
+
+        Models take ``data=`` (a :class:`~gmkit_core.data.DataSpec`) and config
+        fields of their attrs ``Config``; components take their keyword arguments.
+        """
+        target = self.entry(kind, name).load()
+        if kind == "model":
+            from .config import make_config
+
+            if "data" not in cfg:
+                raise ConfigError(f"model '{name}' needs data=DataSpec")
+            data = cfg.pop("data")
+            return target(make_config(target.Config, cfg, owner=f"model '{name}'"), data)
+        return call_checked(target, cfg, owner=f"{kind} '{name}'")
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"unknown kind '{kind}'; kinds: {', '.join(KINDS)}")
+
+
+def call_checked(target: Callable[..., Any], kwargs: dict[str, Any], owner: str) -> Any:
+    """Call ``target(**kwargs)``, turning unknown or missing keywords into a ConfigError."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return target(**kwargs)
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        allowed = ", ".join(p for p in signature.parameters if p != "self")
+        raise ConfigError(f"{owner}: {exc}; options: {allowed}") from None
+    return target(**kwargs)
+
+
+registry = Registry()
+
