@@ -162,11 +162,15 @@ class GenerativeModel(nn.Module, ABC):
     Config: ClassVar[type]
     likelihood: ClassVar[str] = "none"
     conditional: ClassVar[bool] = False
+    #: Trainer settings (fields of ``TrainConfig``) under which the default config does well.
+    train_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any, data: DataSpec):
         super().__init__()
         self.config = config
         self.data = data
+        #: The optimisation step, set by the trainer before each :meth:`loss` (for warm-ups).
+        self.step = 0
 
     @abstractmethod
     def loss(self, batch: Batch) -> dict[str, Tensor]: ...
@@ -180,6 +184,23 @@ class GenerativeModel(nn.Module, ABC):
 
     def prepare(self, train: Dataset) -> None:
         """Data-dependent initialisation before the first step of a new run (optional)."""
+
+    def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
+        """What the trainer minimises on the validation split to keep the best weights.
+
+        Default: mean :meth:`nll` in nats, or mean ``loss`` for models without a
+        likelihood. Override when ``nll`` is costly (e.g. a fixed-seed estimate).
+        """
+        device = next(self.parameters(), torch.zeros(())).device
+        total = 0.0
+        with torch.no_grad():
+            for b in data.batches(batch_size):
+                b = b.to(device)
+                if self.likelihood == "none":
+                    total += float(self.loss(b)["loss"]) * len(b)
+                else:
+                    total += float(self.nll(b).double().sum())
+        return total / max(len(data), 1)
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
         """Mean NLL over ``data`` in nats (and bits/dim for images), plus model-specific metrics.
