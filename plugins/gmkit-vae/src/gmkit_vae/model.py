@@ -1,0 +1,269 @@
+r"""The VAE skeleton and its small variants: ``vae``, ``beta_vae``, ``cvae`` and ``iwae``.
+
+A :class:`VAE` is an encoder :math:`q_\phi(z\mid x)`, a decoder :math:`p_\theta(x\mid z)`
+and a prior :math:`p(z)` (any registered prior, by name), trained on the ELBO
+(:mod:`gmkit_vae.bounds`) with the KL weighted by a linear warm-up
+:math:`w_t = \beta \min(1, t / T_{\mathrm{warm}})`:
+
+.. math:: \text{loss} = -\frac1B\sum_b \big(\log p(x_b\mid z_b) - w_t\,\mathrm{KL}(q(z\mid x_b)\,\|\,p(z))\big).
+
+``nll`` is :math:`-\mathcal L(x)` (the ELBO with weight 1) in nats on the discrete data as
+stored, an upper bound on :math:`-\log p(x)`; ``evaluate`` adds the tighter IWAE-k bound.
+The variants change one piece each: ``beta_vae`` the weight :math:`\beta`, ``cvae`` feeds
+labels to encoder and decoder, ``iwae`` trains on :math:`\mathcal L_k`, and ``hvae``
+(:mod:`gmkit_vae.hierarchical`) swaps in a Markov chain of latents.
+
+References: Kingma & Welling (2014, arXiv:1312.6114); Higgins et al., beta-VAE (ICLR 2017);
+Sohn et al., conditional VAE (NeurIPS 2015); Burda et al., IWAE (2016, arXiv:1509.00519);
+Bowman et al. (2016, arXiv:1511.06349) and Sønderby et al. (2016, arXiv:1602.02282) for KL warm-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from attrs import validators as v
+from gmkit_core.data import Batch, Dataset, DataSpec
+from gmkit_core.errors import DataError
+from gmkit_core.interfaces import GenerativeModel, Prior
+from gmkit_core.registry import registry
+from torch import Tensor, nn
+
+from .bounds import ELBO, elbo, iwae
+from .networks import ACTIVATIONS, NETWORKS, GaussianEncoder, ObservationDecoder, choose_network
+from .observations import OBSERVATIONS, make_observation
+
+__all__ = ["VAE", "VAEConfig", "BetaVAE", "BetaVAEConfig", "CVAE", "IWAE", "IWAEConfig"]
+
+#: Seed of the fixed noise used by ``validation_score`` and ``evaluate`` (comparable across checkpoints).
+EVAL_SEED = 0
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+_positive = v.gt(0)
+
+
+@attrs.frozen
+class VAEConfig:
+    """Options shared by every VAE variant."""
+
+    latent_dim: int = attrs.field(default=16, validator=_positive, metadata=_help("size D of the latent z"))
+    network: str = attrs.field(default="auto", validator=v.in_(NETWORKS), metadata=_help(
+        "encoder/decoder: mlp, conv (images with sides multiple of 4), auto = conv for images >= 16x16 else mlp"))
+    hidden: tuple[int, ...] = attrs.field(default=(512,), converter=tuple, metadata=_help(
+        "widths of the fully connected hidden layers of the encoder (the decoder mirrors them)"))
+    channels: int = attrs.field(default=32, validator=_positive, metadata=_help(
+        "channels of the first conv layer (conv network only)"))
+    activation: str = attrs.field(default="elu", validator=v.in_(tuple(ACTIVATIONS)), metadata=_help(
+        "hidden-layer nonlinearity"))
+    dropout: float = attrs.field(default=0.3, validator=[v.ge(0.0), v.lt(1.0)], metadata=_help(
+        "dropout after each fully connected hidden layer (regularises small data sets)"))
+    output: str = attrs.field(default="auto", validator=v.in_(OBSERVATIONS), metadata=_help(
+        "p(x|z): auto = bernoulli (2 levels), logistic_mixture (more levels), gaussian (vectors)"))
+    mixtures: int = attrs.field(default=5, validator=_positive, metadata=_help(
+        "components K of the discretised logistic mixture"))
+    prior: str = attrs.field(default="standard_normal", metadata=_help(
+        "registered prior p(z) by name (standard_normal: closed-form KL; others: Monte Carlo KL)"))
+    warmup_steps: int = attrs.field(default=2000, validator=v.ge(0), metadata=_help(
+        "steps of linear KL warm-up from 0 to full weight (0: none)"))
+    iwae_k: int = attrs.field(default=1000, validator=_positive, metadata=_help(
+        "importance samples k of the IWAE bound reported by evaluate"))
+    iwae_chunk: int = attrs.field(default=100, validator=_positive, metadata=_help(
+        "importance samples drawn at a time per example when evaluating (bounds memory)"))
+
+    def __attrs_post_init__(self) -> None:
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"'hidden' must list positive widths, got {self.hidden}")
+
+
+class VAE(GenerativeModel):
+    """Variational autoencoder with a Gaussian latent; see the module docstring."""
+
+    Config: ClassVar[type] = VAEConfig
+    likelihood: ClassVar[str] = "bound"
+    conditional: ClassVar[bool] = False
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 12000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
+        "schedule": "cosine", "warmup": 0, "grad_clip": 0.0, "ema": 0.0, "eval_every": 250, "patience": 0,
+    }
+
+    encoder: nn.Module
+    decoder: nn.Module
+    prior: Prior
+
+    def __init__(self, config: VAEConfig, data: DataSpec):
+        super().__init__(config, data)
+        classes = self._classes(data)
+        options = {"network": choose_network(data, config.network), "hidden": config.hidden,
+                   "channels": config.channels, "activation": config.activation, "dropout": config.dropout,
+                   "classes": classes}
+        self.build(make_observation(data, config.output, config.mixtures), options)
+
+    # -- the pieces (variants override these) --------------------------------------------
+    def build(self, observation: Any, options: dict[str, Any]) -> None:
+        """Create ``self.encoder``, ``self.decoder`` and ``self.prior``."""
+        d = self.config.latent_dim
+        self.encoder = GaussianEncoder(self.data, d, **options)
+        self.decoder = ObservationDecoder(self.data, d, observation, **options)
+        self.prior = registry.get("prior", self.config.prior, shape=d)
+
+    def _classes(self, data: DataSpec) -> int:
+        return 0
+
+    def kl_weight(self) -> float:
+        """KL weight at ``self.step``: linear warm-up from 0 to 1 over ``warmup_steps``."""
+        warm = self.config.warmup_steps
+        return 1.0 if warm == 0 else min(1.0, self.step / warm)
+
+    def _condition(self, batch: Batch) -> Tensor | None:
+        if not self.conditional:
+            return None
+        if batch.y is None:
+            raise DataError(f"{type(self).__name__} is conditional: the data must carry labels")
+        return batch.y
+
+    # -- objective and bounds ------------------------------------------------------------
+    def bound(self, batch: Batch, generator: torch.Generator | None = None) -> ELBO:
+        """ELBO terms ``(B,)`` of ``batch``."""
+        return elbo(batch.x, self.encoder, self.decoder, self.prior, self._condition(batch), generator)
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        terms, w = self.bound(batch), self.kl_weight()
+        loss = -(terms.reconstruction - w * terms.kl).mean()
+        return {"loss": loss, "elbo": terms.elbo.mean().detach(), "kl": terms.kl.mean().detach(),
+                "kl_weight": torch.tensor(w)}
+
+    def nll(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
+        """``-ELBO`` ``(B,)`` nats (one posterior draw): an upper bound on ``-log P(x)``."""
+        return -self.bound(batch, generator).elbo
+
+    def iwae_nll(self, batch: Batch, k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """``-IWAE_k`` ``(B,)`` nats (``k`` defaults to ``iwae_k``), drawn ``iwae_chunk`` samples at a time."""
+        return -iwae(batch.x, self.encoder, self.decoder, self.prior, k or self.config.iwae_k,
+                     self._condition(batch), generator, self.config.iwae_chunk)
+
+    def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
+        """Mean ``-ELBO`` in nats under fixed noise, so checkpoints compare on the same draws."""
+        with self._evaluating() as (device, generator):
+            total = sum(float(self.nll(b.to(device), generator).double().sum()) for b in data.batches(batch_size))
+        return total / max(len(data), 1)
+
+    def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
+        """``nll_nats`` (``-ELBO``), ``kl_nats``, ``iwae_nll_nats`` (``-IWAE_k``, ``k = iwae_k``) and bits/dim for images."""
+        sums = {"nll_nats": 0.0, "kl_nats": 0.0, "iwae_nll_nats": 0.0}
+        with self._evaluating() as (device, generator):
+            for b in data.batches(batch_size):
+                b = b.to(device)
+                terms = self.bound(b, generator)
+                sums["nll_nats"] -= float(terms.elbo.double().sum())
+                sums["kl_nats"] += float(terms.kl.double().sum())
+                sums["iwae_nll_nats"] += float(self.iwae_nll(b, generator=generator).double().sum())
+        n = max(len(data), 1)
+        out: dict[str, Any] = {"n": len(data), "exact": False, **{k: s / n for k, s in sums.items()},
+                               "iwae_k": self.config.iwae_k}
+        if data.spec.is_image:
+            scale = data.spec.dims * math.log(2)
+            out["bits_per_dim"] = out["nll_nats"] / scale
+            out["iwae_bits_per_dim"] = out["iwae_nll_nats"] / scale
+        return out
+
+    # -- latent-variable protocol ----------------------------------------------------------
+    @property
+    def latent_prior(self) -> Prior:
+        """The prior of the latent that :meth:`encode` returns and :meth:`decode` takes."""
+        return self.prior
+
+    @torch.no_grad()
+    def encode(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """Posterior means ``(B, D)`` of the (top) latent for data ``x`` ``(B, *shape)``."""
+        with self._evaluating():
+            return self.encoder(x, condition).loc
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, condition: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """A draw from :math:`p(x\\mid z)` for latents ``z`` ``(n, D)``, shaped like :meth:`sample`."""
+        with self._evaluating():
+            return self.decoder(z, condition).sample(generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, condition: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """``z ~ p(z)``, ``x ~ p(x|z)``: ``(n, *shape)`` (int64 levels for images).
+
+        A conditional model with no ``condition`` draws the labels uniformly.
+        """
+        with self._evaluating() as (device, _):
+            if self.conditional and condition is None:
+                condition = torch.randint(self.data.num_classes or 1, (n,), generator=generator,
+                                          device=generator.device if generator is not None else device)
+            if condition is not None:
+                condition = condition.to(device)
+            return self.decode(self.latent_prior.sample(n, generator), condition, generator)
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[tuple[torch.device, torch.Generator]]:
+        """Eval mode and no gradients for the block; yields the device and a generator seeded with ``EVAL_SEED``."""
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield device, torch.Generator(device=device).manual_seed(EVAL_SEED)
+        finally:
+            self.train(was_training)
+
+
+@attrs.frozen
+class BetaVAEConfig(VAEConfig):
+    """``vae`` options plus the KL weight ``beta``."""
+
+    beta: float = attrs.field(default=4.0, validator=v.ge(0.0), metadata=_help(
+        "weight beta on the KL term in training (after warm-up); beta > 1 favours disentangled latents"))
+
+
+class BetaVAE(VAE):
+    r"""beta-VAE: the KL weight ramps linearly to :math:`\beta` over ``warmup_steps`` (Higgins et al. 2017)."""
+
+    Config = BetaVAEConfig
+
+    def kl_weight(self) -> float:
+        return self.config.beta * super().kl_weight()
+
+
+class CVAE(VAE):
+    r"""Conditional VAE: :math:`q(z\mid x, y)`, :math:`p(x\mid z, y)`, :math:`p(z)`; ``y`` one-hot into both networks (Sohn et al. 2015)."""
+
+    conditional = True
+
+    def _classes(self, data: DataSpec) -> int:
+        if not data.num_classes:
+            raise DataError(f"cvae needs labelled data; {data.name} has no classes")
+        return data.num_classes
+
+
+@attrs.frozen
+class IWAEConfig(VAEConfig):
+    """``vae`` options plus the number of importance samples used in training."""
+
+    k: int = attrs.field(default=5, validator=_positive, metadata=_help(
+        "importance samples k of the IWAE-k bound trained on"))
+
+
+class IWAE(VAE):
+    r"""Trains on :math:`\mathcal L_k` (Burda et al. 2016); during warm-up the prior/posterior ratio is weighted by :math:`w_t`."""
+
+    Config = IWAEConfig
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        bound = iwae(batch.x, self.encoder, self.decoder, self.prior, self.config.k, self._condition(batch),
+                     kl_weight=self.kl_weight())
+        return {"loss": -bound.mean(), "objective": bound.mean().detach(), "kl_weight": torch.tensor(self.kl_weight())}
