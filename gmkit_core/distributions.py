@@ -167,7 +167,10 @@ class Categorical:
         return torch.log_softmax(self.logits, dim=-1)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        ll = self.log_probs().gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
+        log_p = self.log_probs()
+        shape = torch.broadcast_shapes(x.shape, log_p.shape[:-1])
+        index = x.long().expand(shape).unsqueeze(-1)
+        ll = log_p.expand(*shape, log_p.shape[-1]).gather(-1, index).squeeze(-1)
         return _sum_event(ll, self.event_dims)
 
     @torch.no_grad()

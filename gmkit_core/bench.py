@@ -1,0 +1,175 @@
+"""``gmkit bench``: models trained for the same wall-clock budget, compared on one table.
+
+Also measures the trainer's own overhead: the same model, data and batches
+stepped by :class:`~gmkit_core.training.DefaultTrainer` and by a minimal
+hand-written PyTorch loop.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import parse_assignments
+
+__all__ = ["benchmark", "trainer_overhead", "format_table", "format_markdown"]
+
+
+def _per_model(assignments: tuple[str, ...], models: list[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {m: ({}, {}) for m in models}
+    for key, value in parse_assignments(assignments).items():
+        head, _, rest = key.partition(".")
+        targets = [head] if head in out and rest else models
+        name = rest if head in out and rest else key
+        for m in targets:
+            model_opts, train_opts = out[m]
+            if name.startswith("train."):
+                train_opts[name.removeprefix("train.")] = value
+            else:
+                model_opts[name] = value
+    return out
+
+
+def benchmark(models: list[str], data: str, budget: float, assignments: tuple[str, ...] = (), seed: int = 0,
+              out_dir: str | None = None, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Train each model for at most ``budget`` seconds (its default steps otherwise), best on validation kept."""
+    from .training import train
+
+    rows = []
+    options = _per_model(assignments, models)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(out_dir or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in models:
+            model_opts, train_opts = options[name]
+            if progress:
+                progress(f"bench: training {name} on {data} for up to {budget:g}s")
+            result = train(name, data, folder / f"{name}.h5", seed=seed, overrides=model_opts,
+                           train_overrides={**train_opts, "max_minutes": budget / 60}, quiet=True, pictures=False)
+            model, outcome = result.run.model, result.outcome
+            metrics = result.run.evaluate("test")
+            generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+            start = time.perf_counter()
+            with torch.no_grad():
+                model.sample(64, generator=generator)
+            sample_s = time.perf_counter() - start
+            rows.append({
+                "model": name, "steps": outcome.step, "best_step": outcome.best_step, "train_s": round(outcome.seconds, 1),
+                "nll_nats": metrics.get("nll_nats"), "bits_per_dim": metrics.get("bits_per_dim"),
+                "likelihood": result.run.model.likelihood,
+                "train_examples_per_s": round(outcome.examples / outcome.seconds) if outcome.seconds else None,
+                "sample_64_s": round(sample_s, 3), "parameters": sum(p.numel() for p in model.parameters()),
+                **{k: v for k, v in metrics.items() if k.startswith("iwae_")},
+            })
+    return rows
+
+
+def trainer_overhead(model: str = "vae", data: str = "digits", steps: int = 1500, batch_size: int = 128,
+                     repeats: int = 3, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Median time ratio (trainer loop) / (hand-written loop) over ``repeats`` alternating runs."""
+    from .data import load
+    from .registry import registry
+    from .training import DefaultTrainer, TrainConfig
+
+    train_ds = load(data, "train")
+    config = TrainConfig(steps=steps, batch_size=batch_size, eval_every=0, checkpoint_every=0, quiet=True,
+                         device="cpu", lr=1e-3)
+
+    def fresh() -> Any:
+        torch.manual_seed(0)
+        return registry.get("model", model, data=train_ds.spec)
+
+    def by_hand() -> float:
+        net = fresh()
+        optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+        order = torch.Generator().manual_seed(0)
+        perm, cursor = torch.randperm(len(train_ds), generator=order), 0
+        net.train()
+        start = time.perf_counter()
+        for _ in range(steps):
+            if cursor + batch_size > len(perm):
+                perm, cursor = torch.randperm(len(train_ds), generator=order), 0
+            batch = train_ds.batch(perm[cursor:cursor + batch_size])
+            cursor += batch_size
+            loss = net.loss(batch)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    def by_trainer() -> float:
+        trainer = DefaultTrainer()
+        trainer.fit(fresh(), {"train": train_ds}, config)
+        return trainer.outcome.seconds
+
+    ratios, hand_times, trainer_times = [], [], []
+    for i in range(repeats):
+        hand, ours = by_hand(), by_trainer()
+        hand_times.append(hand)
+        trainer_times.append(ours)
+        ratios.append(ours / hand)
+        if progress:
+            progress(f"bench: overhead run {i + 1}/{repeats}: trainer {ours:.2f}s, hand loop {hand:.2f}s")
+    return {
+        "model": model, "data": data, "steps": steps, "batch_size": batch_size,
+        "hand_loop_s": round(statistics.median(hand_times), 3), "trainer_s": round(statistics.median(trainer_times), 3),
+        "ratio": round(statistics.median(ratios), 4), "threads": torch.get_num_threads(),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+_COLUMNS = [("model", "model"), ("bits_per_dim", "bits/dim"), ("nll_nats", "NLL (nats)"), ("likelihood", "exact/bound"),
+            ("iwae_bits_per_dim", "IWAE bits/dim"), ("steps", "steps"), ("train_s", "train s"),
+            ("train_examples_per_s", "train ex/s"), ("sample_64_s", "sample 64 (s)"), ("parameters", "parameters")]
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(k, h) for k, h in _COLUMNS if any(r.get(k) is not None for r in rows)]
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    rows = doc["results"]
+    cols = _columns(rows)
+    cells = [[h for _, h in cols]] + [[_fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    head = f"{doc['data']}, test split, training budget {doc['budget_s']:g}s per model"
+    text = "\n".join([head, *lines])
+    if "trainer_overhead" in doc:
+        o = doc["trainer_overhead"]
+        text += f"\ntrainer overhead: {o['ratio']:.3f}x a hand-written loop ({o['model']}, {o['steps']} steps)"
+    return text
+
+
+def format_markdown(doc: dict[str, Any]) -> str:
+    rows = doc["results"]
+    cols = _columns(rows)
+    lines = [
+        f"Data `{doc['data']}`, test split, up to {doc['budget_s']:g} s of training per model; "
+        f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}.",
+        "",
+        "| " + " | ".join(h for _, h in cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    lines += ["| " + " | ".join(_fmt(r.get(k)) for k, _ in cols) + " |" for r in rows]
+    if "trainer_overhead" in doc:
+        o = doc["trainer_overhead"]
+        lines += ["", f"Trainer overhead: **{o['ratio']:.3f}x** a hand-written loop "
+                      f"({o['model']}, {o['steps']} steps of batch {o['batch_size']}; "
+                      f"trainer {o['trainer_s']} s, hand loop {o['hand_loop_s']} s, median of runs)."]
+    return "\n".join(lines)

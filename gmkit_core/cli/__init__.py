@@ -1,0 +1,77 @@
+"""The ``gmkit`` command line.
+
+Listing commands and ``--help`` import neither torch nor model code. Errors a
+user can cause print one ``error: ...`` line and exit 1 (usage errors: 2);
+``--debug`` shows tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .._version import __version__
+from ..errors import GmkitError
+
+__all__ = ["cli", "main"]
+
+_DEBUG = {"on": False}
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gmkit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """gmkit: train, sample, evaluate and compare deep generative models."""
+    _DEBUG["on"] = debug
+
+
+def _register() -> None:
+    from . import listing, runs
+
+    for command in (*listing.COMMANDS, *runs.COMMANDS):
+        cli.add_command(command)
+    from ..registry import registry
+
+    for info in registry.plugins():
+        if info.error:
+            continue
+        module = sys.modules.get(info.module)
+        hook = getattr(module, "gmkit_register_commands", None)
+        if hook is None:
+            continue
+        try:
+            hook(cli=cli)
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            info.error = f"command registration failed: {type(exc).__name__}: {exc}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    _register()
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="gmkit", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except GmkitError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)

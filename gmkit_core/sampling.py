@@ -1,0 +1,55 @@
+"""Drawing samples from a run: seeded, optionally conditional, with any registered sampler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .errors import ConfigError
+from .registry import registry
+
+__all__ = ["draw"]
+
+
+def draw(run: Any, n: int, label: int | None = None, seed: int = 0, sampler: str | None = None,
+         options: dict[str, Any] | None = None) -> torch.Tensor:
+    """``n`` samples from ``run.model``; ``sampler`` names a registered sampler component.
+
+    Without ``sampler``, ``options`` go to ``model.sample`` as keyword arguments.
+    """
+    model, options = run.model, dict(options or {})
+    if n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
+    device = next(model.parameters(), torch.zeros(())).device
+    generator = torch.Generator(device).manual_seed(seed)
+    condition = None
+    if label is not None:
+        if not model.conditional:
+            raise ConfigError(f"model '{run.record.model}' is not conditional; --label needs a conditional model")
+        classes = model.data.num_classes
+        if classes is not None and not 0 <= label < classes:
+            raise ConfigError(f"--label {label} is out of range; this run's data has labels 0..{classes - 1}")
+        condition = torch.full((n,), label, dtype=torch.long, device=device)
+    with torch.no_grad():
+        if sampler is None:
+            return _sample_with_options(model, n, condition, generator, options, run.record.model)
+        draw_fn = registry.get("sampler", sampler, **options)
+        data = None
+        if getattr(draw_fn, "needs_data", False):
+            from .data import load
+
+            data = load(run.data_source, "train")
+        return draw_fn(model, n, condition=condition, generator=generator, data=data)
+
+
+def _sample_with_options(model: Any, n: int, condition: Any, generator: Any, options: dict[str, Any],
+                         name: str) -> torch.Tensor:
+    import inspect
+
+    params = inspect.signature(model.sample).parameters
+    extra = [k for k in options if k not in params or k in ("n", "condition", "generator")]
+    if extra:
+        allowed = ", ".join(k for k in params if k not in ("n", "condition", "generator")) or "none"
+        raise ConfigError(f"model '{name}' sampling has no option {', '.join(map(repr, extra))}; options: {allowed}")
+    return model.sample(n, condition=condition, generator=generator, **options)

@@ -1,0 +1,44 @@
+"""Trainer settings: a frozen attrs class, overridable with ``--set train.KEY=VALUE``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from attrs.validators import ge, gt, in_
+
+__all__ = ["TrainConfig"]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@attrs.frozen
+class TrainConfig:
+    """How a model is fitted. A model's ``train_defaults`` replace these defaults;
+    the user's overrides replace both."""
+
+    steps: int = attrs.field(default=5000, validator=ge(0), metadata=_help("total optimisation steps of the run"))
+    batch_size: int = attrs.field(default=128, validator=gt(0), metadata=_help("examples per step (global, over all processes)"))
+    lr: float = attrs.field(default=1e-3, validator=gt(0), metadata=_help("peak learning rate"))
+    optimizer: Literal["adam", "adamw", "sgd"] = attrs.field(
+        default="adam", validator=in_(("adam", "adamw", "sgd")), metadata=_help("optimiser"))
+    weight_decay: float = attrs.field(default=0.0, validator=ge(0), metadata=_help("weight decay"))
+    schedule: Literal["constant", "cosine"] = attrs.field(
+        default="constant", validator=in_(("constant", "cosine")), metadata=_help("learning-rate schedule after warm-up"))
+    warmup: int = attrs.field(default=0, validator=ge(0), metadata=_help("linear warm-up steps"))
+    grad_clip: float = attrs.field(default=0.0, validator=ge(0), metadata=_help("clip the gradient norm to this (0: off)"))
+    accumulate: int = attrs.field(default=1, validator=gt(0), metadata=_help("micro-batches accumulated per step"))
+    ema: float = attrs.field(default=0.0, validator=[ge(0), attrs.validators.lt(1)],
+                             metadata=_help("EMA decay of the weights used for evaluation and sampling (0: off)"))
+    eval_every: int = attrs.field(default=250, validator=ge(0), metadata=_help("steps between validation checks (0: only at the end)"))
+    eval_batch_size: int = attrs.field(default=512, validator=gt(0), metadata=_help("batch size for validation"))
+    patience: int = attrs.field(default=0, validator=ge(0), metadata=_help("stop after this many checks without improvement (0: never)"))
+    checkpoint_every: int = attrs.field(default=1000, validator=ge(0), metadata=_help("steps between checkpoints (0: only at the end)"))
+    sample_every: int = attrs.field(default=0, validator=ge(0), metadata=_help("steps between sample grids written beside the run (0: off)"))
+    log_every: int = attrs.field(default=10, validator=gt(0), metadata=_help("steps between history records and loss checks"))
+    max_minutes: float = attrs.field(default=0.0, validator=ge(0), metadata=_help("wall-clock budget in minutes (0: none)"))
+    seed: int = attrs.field(default=0, metadata=_help("seed of weights, data order and noise"))
+    device: str = attrs.field(default="auto", metadata=_help("cpu, cuda, cuda:N, mps or auto"))
+    quiet: bool = attrs.field(default=False, metadata=_help("no progress bar"))

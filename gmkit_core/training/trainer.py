@@ -1,0 +1,369 @@
+"""The default trainer: one loop for every family.
+
+Per step: draw a global batch from a seeded epoch permutation (each process
+takes its slice under DDP), accumulate gradients over ``accumulate``
+micro-batches of mean losses, clip, step the optimiser at the scheduled
+learning rate, update the EMA. Every ``eval_every`` steps the evaluation
+weights (EMA if on) are scored on the validation split under a forked RNG, so
+evaluation never perturbs the training stream; the best weights are kept and
+are what the run hands out. Checkpoints capture weights, EMA, optimiser, data
+order and RNG states, so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from ..data import Batch, Dataset
+from ..errors import ConfigError, TrainingError
+from ..interfaces import GenerativeModel, Trainer
+from .config import TrainConfig
+from .distributed import World, world
+from .ema import EMA
+
+__all__ = ["Snapshot", "Outcome", "DefaultTrainer", "learning_rate"]
+
+
+@attrs.define
+class Snapshot:
+    """Everything a checkpoint holds; ``trainer`` and ``history`` are plain trees."""
+
+    weights: dict[str, torch.Tensor]
+    best: dict[str, torch.Tensor]
+    ema: dict[str, torch.Tensor] | None
+    optimizer: dict[str, Any]
+    trainer: dict[str, Any]
+    history: dict[str, Any]
+
+
+@attrs.define
+class Outcome:
+    """How the last ``fit`` ended."""
+
+    step: int = 0
+    best_step: int = 0
+    best_score: float = math.inf
+    interrupted: bool = False
+    stopped_early: bool = False
+    out_of_time: bool = False
+    seconds: float = 0.0
+    examples: int = 0
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up to ``lr`` over ``warmup`` steps, then constant or cosine decay to 0."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    if config.schedule == "cosine":
+        span = max(config.steps - config.warmup, 1)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(step - config.warmup, span) / span))
+    return config.lr
+
+
+def _clone(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+class _LossModule(nn.Module):
+    """``forward(x, y) = model.loss(Batch(x, y))``, so DDP sees a forward call."""
+
+    def __init__(self, model: GenerativeModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return self.model.loss(Batch(x, y))
+
+
+def _make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class DefaultTrainer(Trainer):
+    """``fit(model, {"train": ds, "validation": ds}, TrainConfig)`` -> the model with its best weights.
+
+    ``checkpoint(snapshot)`` is called (on rank 0) every ``checkpoint_every``
+    steps, at the end and on Ctrl-C; ``samples(step, module)`` every
+    ``sample_every`` steps. ``self.outcome`` tells how the run ended.
+    """
+
+    def __init__(self, checkpoint: Callable[[Snapshot], None] | None = None,
+                 samples: Callable[[int, GenerativeModel], None] | None = None):
+        self.checkpoint = checkpoint
+        self.samples = samples
+        self.outcome = Outcome()
+
+    def fit(self, model: GenerativeModel, data: dict[str, Dataset], config: Any,
+            resume: Snapshot | None = None) -> GenerativeModel:
+        return _Loop(self, model, data, config, resume).run()
+
+
+class _Loop:
+    def __init__(self, owner: DefaultTrainer, model: GenerativeModel, data: dict[str, Dataset],
+                 config: TrainConfig, resume: Snapshot | None):
+        self.owner, self.model, self.config, self.resume = owner, model, config, resume
+        self.train, self.validation = data["train"], data.get("validation")
+        self.data = data
+        self.world: World = world(config.device)
+        self.device = self.world.device(config.device)
+        n = len(self.train)
+        if config.batch_size % self.world.size:
+            raise ConfigError(f"train.batch_size={config.batch_size} must be divisible by the {self.world.size} processes")
+        if n < config.batch_size:
+            raise ConfigError(f"train.batch_size={config.batch_size} exceeds the {n} training examples")
+
+    # -- set-up ----------------------------------------------------------------------
+    def _setup(self) -> None:
+        config, model = self.config, self.model
+        torch.manual_seed(config.seed)
+        self.order = torch.Generator().manual_seed(config.seed)
+        self.perm = torch.randperm(len(self.train), generator=self.order)
+        self.cursor = 0
+        model.to(self.device)
+        if self.resume is None:
+            with torch.no_grad():
+                model.prepare(self.train)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = _make_optimizer(config, self.params) if self.params else None
+        self.ema = EMA(model, config.ema) if config.ema > 0 else None
+        self.step, self.best_score, self.best_step, self.bad_evals = 0, math.inf, 0, 0
+        self.best: dict[str, torch.Tensor] | None = None
+        self.history: dict[str, dict[str, list[float]]] = {"train": {}, "validation": {"step": [], "score": []}}
+        if self.resume is not None:
+            self._restore(self.resume)
+        wrapped: nn.Module = _LossModule(model)
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(wrapped, device_ids=ids, find_unused_parameters=True)
+        self.wrapped = wrapped
+
+    def _restore(self, snap: Snapshot) -> None:
+        self.model.load_state_dict(snap.weights)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(snap.ema if snap.ema is not None else snap.weights)
+        if self.optimizer is not None and snap.optimizer:
+            self.optimizer.load_state_dict(snap.optimizer)
+        t = snap.trainer
+        self.step, self.cursor = int(t["step"]), int(t["cursor"])
+        self.best_score, self.best_step, self.bad_evals = float(t["best_score"]), int(t["best_step"]), int(t["bad_evals"])
+        self.best = snap.best
+        self.perm = torch.as_tensor(t["perm"]).long()
+        self.order.set_state(torch.as_tensor(t["order_rng"]).to(torch.uint8))
+        torch.set_rng_state(torch.as_tensor(t["cpu_rng"]).to(torch.uint8))
+        if self.device.type == "cuda" and "cuda_rng" in t:
+            torch.cuda.set_rng_state(torch.as_tensor(t["cuda_rng"]).to(torch.uint8), self.device)
+        self.history = {
+            group: {k: list(map(float, v)) for k, v in values.items()} for group, values in snap.history.items()
+        }
+        self.history.setdefault("validation", {"step": [], "score": []})
+        self.history.setdefault("train", {})
+
+    # -- the loop --------------------------------------------------------------------
+    def run(self) -> GenerativeModel:
+        self._setup()
+        config, outcome = self.config, Outcome()
+        self.owner.outcome = outcome
+        start = time.perf_counter()
+        logged: dict[str, torch.Tensor] = {}
+        bar = self._progress()
+        examples = 0
+        try:
+            while self.step < config.steps:
+                logged = self._train_step(logged)
+                examples += config.batch_size * config.accumulate
+                self.step += 1
+                if self.step % config.log_every == 0 or self.step == config.steps:
+                    self._log(logged, bar, examples / max(time.perf_counter() - start, 1e-9))
+                    logged = {}
+                if config.eval_every and self.step % config.eval_every == 0:
+                    if self._evaluate(bar) and config.patience and self.bad_evals >= config.patience:
+                        outcome.stopped_early = True
+                        break
+                if config.checkpoint_every and self.step % config.checkpoint_every == 0 and self.step < config.steps:
+                    self._checkpoint()
+                if config.sample_every and self.step % config.sample_every == 0:
+                    self._samples()
+                if config.max_minutes and time.perf_counter() - start > 60 * config.max_minutes:
+                    outcome.out_of_time = True
+                    break
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        finally:
+            if bar is not None:
+                bar.close()
+        outcome.seconds, outcome.examples = time.perf_counter() - start, examples
+        if not outcome.interrupted and (self.best is None or self.history["validation"]["step"][-1:] != [self.step]):
+            self._evaluate(None)
+        outcome.step, outcome.best_step, outcome.best_score = self.step, self.best_step, self.best_score
+        return self._finish(outcome)
+
+    def _train_step(self, logged: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        config, model = self.config, self.model
+        model.train()
+        model.step = self.step
+        if self.optimizer is None:
+            return logged
+        lr = learning_rate(config, self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        for micro in range(config.accumulate):
+            batch = self._next_batch()
+            sync = micro == config.accumulate - 1 or not self.world.distributed
+            context = self.wrapped.no_sync() if not sync else contextlib.nullcontext()  # type: ignore[operator]
+            with context:
+                out = self.wrapped(batch.x, batch.y)
+                loss = out["loss"] / config.accumulate
+                loss.backward()
+            for key, value in out.items():
+                v = value.detach().float().mean()
+                logged[key] = logged.get(key, 0) + v / config.accumulate
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(model)
+        logged["lr"] = torch.tensor(lr)
+        logged["_n"] = logged.get("_n", 0) + 1
+        return logged
+
+    def _next_batch(self) -> Batch:
+        size = self.config.batch_size
+        if self.cursor + size > len(self.perm):
+            self.perm = torch.randperm(len(self.train), generator=self.order)
+            self.cursor = 0
+        index = self.perm[self.cursor:self.cursor + size]
+        self.cursor += size
+        if self.world.distributed:
+            index = index[self.world.rank::self.world.size]
+        return self.train.batch(index).to(self.device)
+
+    def _log(self, logged: dict[str, torch.Tensor], bar: Any, rate: float) -> None:
+        if not logged:
+            return
+        count = float(logged.pop("_n", 1))
+        lr = float(logged.pop("lr"))
+        values = {k: float(v) / count for k, v in logged.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+            raise TrainingError(
+                f"training diverged at step {self.step} ({bad}); the last good checkpoint is kept; "
+                "try a lower learning rate (--set train.lr=...) or gradient clipping (--set train.grad_clip=1)"
+            )
+        hist = self.history["train"]
+        hist.setdefault("step", []).append(float(self.step))
+        for key, value in {**values, "lr": lr}.items():
+            hist.setdefault(key, []).append(value)
+        if bar is not None:
+            bar.set_postfix_str(f"loss {values['loss']:.4g}  {rate:,.0f} ex/s", refresh=False)
+            bar.update(self.step - bar.n)
+
+    def _eval_module(self) -> GenerativeModel:
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
+    def _forked(self) -> Any:
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=devices)
+
+    def _evaluate(self, bar: Any) -> bool:
+        """Score the evaluation weights on validation; True if a score was taken."""
+        module = self._eval_module()
+        if self.validation is None:
+            self.best, self.best_step = _clone(module), self.step
+            return False
+        module.eval()
+        with self._forked(), torch.no_grad():
+            torch.manual_seed(self.config.seed + 1)
+            score = float(module.validation_score(self.validation, self.config.eval_batch_size))
+        self.history["validation"]["step"].append(float(self.step))
+        self.history["validation"]["score"].append(score)
+        improved = score < self.best_score or self.best is None
+        if improved:
+            self.best_score, self.best_step, self.bad_evals = score, self.step, 0
+            self.best = _clone(module)
+        else:
+            self.bad_evals += 1
+        if self.world.is_main and not self.config.quiet:
+            line = f"step {self.step}: validation {score:.5g}" + (" (best)" if improved else f" (best {self.best_score:.5g} at {self.best_step})")
+            (bar.write if bar is not None else _stderr)(line)
+        return True
+
+    def _progress(self) -> Any:
+        if self.config.quiet or not self.world.is_main:
+            return None
+        if not sys.stderr.isatty():
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.config.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                    desc=type(self.model).__name__)
+
+    # -- files -----------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        t: dict[str, Any] = {
+            "step": self.step, "cursor": self.cursor, "best_score": self.best_score, "best_step": self.best_step,
+            "bad_evals": self.bad_evals, "perm": self.perm.clone(), "order_rng": self.order.get_state(),
+            "cpu_rng": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            t["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        history = {g: {k: torch.tensor(v, dtype=torch.float64) for k, v in vals.items()} for g, vals in self.history.items()}
+        return Snapshot(
+            weights=_clone(self.model), best=self.best if self.best is not None else _clone(self._eval_module()),
+            ema=_clone(self.ema.module) if self.ema is not None else None,
+            optimizer=self.optimizer.state_dict() if self.optimizer is not None else {},
+            trainer=t, history=history,
+        )
+
+    def _checkpoint(self, snap: Snapshot | None = None) -> None:
+        if self.owner.checkpoint is not None and self.world.is_main:
+            self.owner.checkpoint(snap or self.snapshot())
+
+    def _samples(self) -> None:
+        if self.owner.samples is None or not self.world.is_main:
+            return
+        module = self._eval_module()
+        module.eval()
+        with self._forked(), torch.no_grad():
+            self.owner.samples(self.step, module)
+
+    def _finish(self, outcome: Outcome) -> GenerativeModel:
+        snap = self.snapshot()
+        model = self.model
+        model.load_state_dict(snap.best)
+        model.eval()
+        finish = getattr(model, "finish", None)
+        if callable(finish) and not outcome.interrupted:
+            finish(self.data, nested_fit(self.config))
+            snap.best = _clone(model)
+        self._checkpoint(snap)
+        return model
+
+
+def nested_fit(parent: TrainConfig) -> Callable[..., GenerativeModel]:
+    """``fit(model, data, **overrides)`` for a model's extra stage: same trainer, in memory."""
+
+    def fit(model: GenerativeModel, data: dict[str, Dataset], **overrides: Any) -> GenerativeModel:
+        settings = {**type(model).train_defaults, **overrides}
+        config = attrs.evolve(parent, checkpoint_every=0, sample_every=0, max_minutes=0, **settings)
+        return DefaultTrainer().fit(model, data, config)
+
+    return fit
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
