@@ -1,0 +1,24 @@
+"""gmkit-vqvae's hook implementations: the model ``vqvae`` and the prior ``uniform_codes``.
+
+Targets are ``"module:attr"`` strings, so loading this module imports neither
+torch nor the model code.
+"""
+
+from __future__ import annotations
+
+import gmkit_core
+
+GMKIT_API = 1
+
+
+@gmkit_core.hookimpl
+def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+    register("vqvae", "gmkit_vqvae.model:VQVAE", family="vqvae",
+             description="VQ-VAE: nearest-code quantiser, EMA codebook, PixelCNN prior over codes fitted as stage 2",
+             likelihood="bound")
+
+
+@gmkit_core.hookimpl
+def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+    register("prior", "uniform_codes", "gmkit_vqvae.code_prior:UniformCodes",
+             description="uniform prior over a map of discrete codes, `shape` positions with `levels` codes each")

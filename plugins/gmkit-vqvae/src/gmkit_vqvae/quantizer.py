@@ -1,0 +1,205 @@
+r"""Vector quantisation with a straight-through gradient.
+
+A codebook :math:`e \in \mathbb R^{K \times D}` maps each encoder output
+:math:`z_e \in \mathbb R^D` to its nearest row
+
+.. math:: k(z_e) = \arg\min_j \lVert z_e - e_j \rVert_2, \qquad z_q = e_{k(z_e)}.
+
+The argmin has no gradient, so the decoder's gradient with respect to
+:math:`z_q` is copied to :math:`z_e` unchanged (straight-through):
+:math:`\tilde z_q = z_e + \mathrm{sg}[z_q - z_e]` equals :math:`z_q` in value and
+has :math:`\partial \tilde z_q / \partial z_e = I`.
+
+Per example, summed over the latent positions :math:`p`,
+
+.. math::
+    L_\text{codebook} = \sum_p \lVert \mathrm{sg}[z_{e,p}] - e_{k_p} \rVert^2, \qquad
+    L_\text{commit} = \sum_p \lVert z_{e,p} - \mathrm{sg}[e_{k_p}] \rVert^2 .
+
+With ``update="ema"`` the codebook is not trained by gradient (no codebook
+loss); after each training batch with :math:`n_i` vectors assigned to code
+:math:`i`, :math:`N_i \leftarrow \gamma N_i + (1-\gamma) n_i`,
+:math:`m_i \leftarrow \gamma m_i + (1-\gamma) \sum_{j: k_j = i} z_{e,j}`, and
+:math:`e_i = m_i / \tilde N_i` with the Laplace-smoothed counts
+:math:`\tilde N_i = (N_i + \epsilon) / (n + K\epsilon) \cdot n`, :math:`n = \sum_i N_i`
+(:func:`ema_update`). Codes no vector chose during ``dead_code_window``
+training batches are re-initialised from encoder outputs of the current batch
+(:meth:`VectorQuantizer.revive`).
+
+References: van den Oord, Vinyals & Kavukcuoglu, Neural Discrete Representation
+Learning (2017, arXiv:1711.00937), eqs. 3 and appendix A.1 (EMA); Razavi et al.,
+VQ-VAE-2 (2019, arXiv:1906.00446); Dhariwal et al., Jukebox (2020, arXiv:2005.00341)
+for replacing dead codes with encoder outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Quantized", "VectorQuantizer", "nearest_code", "ema_update", "code_statistics"]
+
+
+class Quantized(NamedTuple):
+    """What :meth:`VectorQuantizer.forward` returns for ``z_e`` of shape ``(B, *, D)``.
+
+    ``z_q``: ``(B, *, D)`` quantised vectors with the straight-through gradient;
+    ``codes``: ``(B, *)`` int64 indices; ``codebook_loss`` and ``commitment_loss``:
+    ``(B,)`` squared distances summed over the positions ``*``.
+    """
+
+    z_q: Tensor
+    codes: Tensor
+    codebook_loss: Tensor
+    commitment_loss: Tensor
+
+
+def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
+    r""":math:`\arg\min_j \lVert z - e_j \rVert^2` for ``z`` ``(*, D)`` and ``codebook`` ``(K, D)`` -> ``(*)`` int64.
+
+    Uses :math:`\lVert z\rVert^2 - 2 z^\top e_j + \lVert e_j \rVert^2`, so memory is
+    ``O(N K)`` rather than ``O(N K D)``.
+    """
+    flat = z.reshape(-1, z.shape[-1])
+    d2 = flat.square().sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.square().sum(1)  # (N, K)
+    return d2.argmin(1).reshape(z.shape[:-1])
+
+
+def ema_update(counts: Tensor, sums: Tensor, z: Tensor, codes: Tensor, decay: float,
+               eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""One EMA codebook step; returns the new ``(N, m, e)``.
+
+    ``counts`` :math:`N` ``(K,)``, ``sums`` :math:`m` ``(K, D)``, ``z`` ``(N_z, D)``
+    encoder outputs with their ``codes`` ``(N_z,)``; ``decay`` :math:`\gamma`,
+    ``eps`` :math:`\epsilon` (Laplace smoothing):
+
+    .. math::
+        N_i' = \gamma N_i + (1-\gamma) n_i, \quad
+        m_i' = \gamma m_i + (1-\gamma) \textstyle\sum_{j: k_j=i} z_j, \quad
+        e_i = m_i' \big/ \Big(\frac{N_i' + \epsilon}{n + K\epsilon}\, n\Big),\ n = \textstyle\sum_i N_i'.
+    """
+    K = counts.shape[0]
+    onehot = torch.nn.functional.one_hot(codes, K).to(z.dtype)  # (N_z, K)
+    counts = decay * counts + (1 - decay) * onehot.sum(0)
+    sums = decay * sums + (1 - decay) * (onehot.t() @ z)
+    n = counts.sum()
+    smoothed = (counts + eps) / (n + K * eps) * n
+    return counts, sums, sums / smoothed.unsqueeze(1)
+
+
+def code_statistics(counts: Tensor) -> tuple[float, float]:
+    r"""Perplexity :math:`\exp(-\sum_i p_i \log p_i)` with :math:`p_i = c_i / \sum c` and the used fraction.
+
+    ``counts``: ``(K,)`` how often each code was chosen. The perplexity is the
+    effective number of codes in use (``K`` when all are used equally).
+    """
+    total = float(counts.sum())
+    if total <= 0:
+        return 0.0, 0.0
+    p = counts.double() / total
+    entropy = -float(torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum())
+    return math.exp(entropy), float((counts > 0).double().mean())
+
+
+class VectorQuantizer(nn.Module):
+    r"""Nearest-code quantiser over the last axis of ``z_e`` ``(B, *, D)``.
+
+    Args:
+        codebook_size: :math:`K`, the number of codes.
+        code_dim: :math:`D`, the dimension of each code.
+        update: ``"ema"`` (codebook by exponential moving averages, no codebook
+            loss) or ``"loss"`` (codebook is a parameter trained by :math:`L_\text{codebook}`).
+        decay: :math:`\gamma` of the EMA update.
+        eps: :math:`\epsilon`, Laplace smoothing of the EMA counts.
+        dead_code_window: re-initialise codes unused for this many training
+            batches from encoder outputs (0: never).
+
+    Buffers ``counts`` :math:`N` and ``sums`` :math:`m` hold the EMA state (in both
+    modes ``counts`` tracks usage); ``hits`` counts assignments since the last
+    dead-code check, ``batches`` the batches since then.
+    """
+
+    codebook: Tensor
+
+    def __init__(self, codebook_size: int, code_dim: int, update: str = "ema", decay: float = 0.99,
+                 eps: float = 1e-5, dead_code_window: int = 0):
+        super().__init__()
+        if update not in ("ema", "loss"):
+            raise ValueError(f"update must be 'ema' or 'loss', got {update!r}")
+        self.K, self.D = codebook_size, code_dim
+        self.update, self.decay, self.eps, self.dead_code_window = update, decay, eps, dead_code_window
+        init = torch.randn(codebook_size, code_dim) / math.sqrt(code_dim)
+        if update == "loss":
+            self.codebook = nn.Parameter(init)
+        else:
+            self.register_buffer("codebook", init)
+        self.register_buffer("counts", torch.ones(codebook_size))
+        self.register_buffer("sums", init.clone())
+        self.register_buffer("hits", torch.zeros(codebook_size))
+        self.register_buffer("batches", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, z_e: Tensor) -> Quantized:
+        """Quantise ``z_e`` ``(B, *, D)``; in training mode with gradients on, also update the codebook state."""
+        codes = nearest_code(z_e.detach(), self.codebook.detach())  # (B, *)
+        e = self.codebook[codes]  # (B, *, D)
+        sum_rest = tuple(range(1, z_e.ndim))
+        codebook_loss = (z_e.detach() - e).square().sum(sum_rest)  # (B,)
+        commitment_loss = (z_e - e.detach()).square().sum(sum_rest)  # (B,)
+        z_q = z_e + (e - z_e).detach()  # value e, gradient identity to z_e
+        if self.training and torch.is_grad_enabled():
+            self._track(z_e.detach().reshape(-1, self.D), codes.reshape(-1))
+        return Quantized(z_q, codes, codebook_loss, commitment_loss)
+
+    def lookup(self, codes: Tensor) -> Tensor:
+        """Codes ``(*)`` -> code vectors ``(*, D)``."""
+        return self.codebook[codes]
+
+    @torch.no_grad()
+    def _track(self, z: Tensor, codes: Tensor) -> None:
+        decay = self.decay
+        if self.update == "ema":
+            counts, sums, codebook = ema_update(self.counts, self.sums, z, codes, decay, self.eps)
+            self.sums.copy_(sums)
+            self.codebook.copy_(codebook)
+        else:
+            counts = decay * self.counts + (1 - decay) * torch.bincount(codes, minlength=self.K).to(z.dtype)
+        self.counts.copy_(counts)
+        self.hits += torch.bincount(codes, minlength=self.K).to(self.hits.dtype)
+        self.batches += 1
+        if self.dead_code_window and int(self.batches) >= self.dead_code_window:
+            self.revive(z)
+
+    @torch.no_grad()
+    def revive(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""Re-initialise every code with no hits since the last check from rows of ``z`` ``(N, D)``.
+
+        A dead code :math:`i` gets :math:`e_i = m_i = z_r` for a random encoder
+        output :math:`z_r` and :math:`N_i = 1`; hit counts restart. Returns the
+        revived indices.
+        """
+        dead = (self.hits == 0).nonzero().flatten()
+        if dead.numel():
+            pick = torch.randint(z.shape[0], (dead.numel(),), generator=generator, device=z.device)
+            chosen = z[pick].to(self.codebook.dtype)
+            self.codebook.data[dead] = chosen
+            self.sums[dead] = chosen
+            self.counts[dead] = 1.0
+        self.hits.zero_()
+        self.batches.zero_()
+        return dead
+
+    @torch.no_grad()
+    def init_from(self, z: Tensor, generator: torch.Generator | None = None) -> None:
+        """Data-dependent start: codes drawn without replacement from encoder outputs ``z`` ``(N, D)``."""
+        pick = torch.randperm(z.shape[0], generator=generator, device=z.device)[: self.K]
+        if pick.numel() < self.K:  # fewer vectors than codes: reuse some
+            pick = pick[torch.arange(self.K, device=z.device) % pick.numel()]
+        chosen = z[pick].to(self.codebook.dtype)
+        self.codebook.data.copy_(chosen)
+        self.sums.copy_(chosen)
+        self.counts.fill_(1.0)
+        self.hits.zero_()
+        self.batches.zero_()
