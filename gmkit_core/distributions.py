@@ -49,9 +49,9 @@ def bits_per_dim(nats: Tensor | float, dims: int) -> Tensor | float:
     return nats / (dims * math.log(2))
 
 
-def to_unit_interval(x: Tensor, levels: int) -> Tensor:
-    """Integer levels ``{0..L-1}`` -> bin centres ``2x/(L-1) - 1`` in ``[-1, 1]``."""
-    return x.to(torch.get_default_dtype()) * (2.0 / (levels - 1)) - 1.0
+def to_unit_interval(x: Tensor, levels: int, dtype: torch.dtype | None = None) -> Tensor:
+    """Integer levels ``{0..L-1}`` -> bin centres ``2x/(L-1) - 1`` in ``[-1, 1]`` (default float dtype)."""
+    return x.to(dtype or torch.get_default_dtype()) * (2.0 / (levels - 1)) - 1.0
 
 
 def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
@@ -144,7 +144,8 @@ class Bernoulli:
         self.logits, self.event_dims = logits, event_dims
 
     def log_prob(self, x: Tensor) -> Tensor:
-        ll = -F.binary_cross_entropy_with_logits(self.logits, x.to(self.logits.dtype), reduction="none")
+        logits, target = torch.broadcast_tensors(self.logits, x.to(self.logits.dtype))
+        ll = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         return _sum_event(ll, self.event_dims)
 
     @torch.no_grad()
@@ -212,7 +213,7 @@ class _Discretized:
 
     def _log_probs_per_dim(self, x: Tensor) -> Tensor:
         h = 1.0 / (self.levels - 1)
-        centre = to_unit_interval(x, self.levels).to(self.loc.dtype)
+        centre = to_unit_interval(x, self.levels, self.loc.dtype)
         inv_s = torch.exp(-self.log_scale)
         upper = (centre + h - self.loc) * inv_s
         lower = (centre - h - self.loc) * inv_s

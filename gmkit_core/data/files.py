@@ -51,6 +51,8 @@ def from_arrays(arrays: dict[str, Any], split: str, name: str, where: str) -> Da
         all_x = [np.asarray(arrays[f"x_{s}"]) for s in SPLITS if f"x_{s}" in arrays]
     elif "x" in arrays:
         x, y = np.asarray(arrays["x"]), arrays.get("y")
+        if y is not None and len(y) != len(x):
+            raise DataError(f"{where}: {len(y)} labels for {len(x)} examples")
         order = np.random.RandomState(0).permutation(len(x))
         lo, hi = (int(round(f * len(x))) for f in _SINGLE_SPLIT[split])
         all_x = [x]
@@ -91,6 +93,8 @@ def _dataset(x: np.ndarray, y: Any, all_x: list[np.ndarray], levels: Any, num_cl
         y = np.asarray(y)
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where}: labels must be integers, got {y.dtype}")
+        if y.shape != (len(x),):
+            raise DataError(f"{where}: {y.shape[0] if y.ndim else 0} labels for {len(x)} examples")
         yt = torch.from_numpy(y.astype(np.int64))
         if spec.num_classes is None and len(y):
             spec = DataSpec(spec.name, spec.kind, spec.shape, spec.levels, int(y.max()) + 1)
