@@ -166,9 +166,13 @@ class VQVAE(GenerativeModel):
     def _device(self) -> torch.device:
         return self.prior_fitted.device
 
+    def _unit(self, x: Tensor) -> Tensor:
+        """Levels ``(B, C, H, W)`` -> bin centres in ``[-1, 1]`` in the weights' dtype."""
+        return to_unit_interval(x, self.data.levels).to(self.quantizer.codebook.dtype)
+
     def quantize(self, x: Tensor) -> Quantized:
         """Images ``(B, C, H, W)`` -> :class:`~gmkit_vqvae.quantizer.Quantized` with ``z_q`` ``(B, h, w, D)``."""
-        z_e = self.encoder(to_unit_interval(x, self.data.levels))  # (B, D, h, w)
+        z_e = self.encoder(self._unit(x))  # (B, D, h, w)
         return self.quantizer(z_e.permute(0, 2, 3, 1))  # (B, h, w, D)
 
     def decode(self, codes: Tensor) -> DecodedImage:
@@ -178,7 +182,7 @@ class VQVAE(GenerativeModel):
     @torch.no_grad()
     def encode_codes(self, x: Tensor) -> Tensor:
         """Images ``(B, C, H, W)`` -> code maps ``(B, h, w)`` int64 (no codebook update)."""
-        z_e = self.encoder(to_unit_interval(x, self.data.levels)).permute(0, 2, 3, 1)  # (B, h, w, D)
+        z_e = self.encoder(self._unit(x)).permute(0, 2, 3, 1)  # (B, h, w, D)
         return nearest_code(z_e, self.quantizer.codebook)
 
     @torch.no_grad()
@@ -191,7 +195,7 @@ class VQVAE(GenerativeModel):
         """Seed the codebook with encoder outputs of up to 2048 training images (k-means style start)."""
         x = train.x[:2048].to(self._device())
         with torch.no_grad():
-            z_e = self.encoder(to_unit_interval(x, self.data.levels)).permute(0, 2, 3, 1)
+            z_e = self.encoder(self._unit(x)).permute(0, 2, 3, 1)
         self.quantizer.init_from(z_e.reshape(-1, self.config.code_dim))
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:

@@ -7,8 +7,9 @@ A codebook :math:`e \in \mathbb R^{K \times D}` maps each encoder output
 
 The argmin has no gradient, so the decoder's gradient with respect to
 :math:`z_q` is copied to :math:`z_e` unchanged (straight-through):
-:math:`\tilde z_q = z_e + \mathrm{sg}[z_q - z_e]` equals :math:`z_q` in value and
-has :math:`\partial \tilde z_q / \partial z_e = I`.
+:math:`\tilde z_q = \mathrm{sg}[z_q] + (z_e - \mathrm{sg}[z_e])` equals :math:`z_q` exactly in
+value and has :math:`\partial \tilde z_q / \partial z_e = I` (the decoder's gradient
+does not reach the codebook; only the codebook loss or the EMA moves it).
 
 Per example, summed over the latent positions :math:`p`,
 
@@ -148,7 +149,7 @@ class VectorQuantizer(nn.Module):
         sum_rest = tuple(range(1, z_e.ndim))
         codebook_loss = (z_e.detach() - e).square().sum(sum_rest)  # (B,)
         commitment_loss = (z_e - e.detach()).square().sum(sum_rest)  # (B,)
-        z_q = z_e + (e - z_e).detach()  # value e, gradient identity to z_e
+        z_q = e.detach() + (z_e - z_e.detach())  # value exactly e (z_e - z_e = 0), gradient identity to z_e
         if self.training and torch.is_grad_enabled():
             self._track(z_e.detach().reshape(-1, self.D), codes.reshape(-1))
         return Quantized(z_q, codes, codebook_loss, commitment_loss)
