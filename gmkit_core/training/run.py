@@ -69,6 +69,9 @@ def train(model: str, data: str = "digits", out: str | Path = "run.h5", *, steps
 
     splits = {split: load_data(data, split) for split in ("train", "validation")}
     spec = splits["train"].spec
+    import torch
+
+    torch.manual_seed(tconfig.seed)  # the initial weights are part of what the seed fixes
     net = cls(config, spec)
     record = RunRecord(
         model=model, plugin=entry.plugin, plugin_version=_version(entry.plugin),
