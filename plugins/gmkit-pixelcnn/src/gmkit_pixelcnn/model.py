@@ -1,0 +1,105 @@
+r"""The registered models ``pixelcnn`` and ``cpixelcnn``.
+
+.. math::
+    \log p(x \mid y) = \sum_{i=1}^{HW} \sum_{c=1}^{C} \log p(x_{i,c} \mid x_{<i}, x_{i,<c}, y),
+    \qquad \mathcal L = -\frac{1}{B}\sum_b \log p(x^{(b)} \mid y^{(b)})
+
+in nats, exact, on the stored integer levels (no dequantisation); ``y`` is
+absent for ``pixelcnn`` and the class label for ``cpixelcnn``.
+Bits per dimension are :math:`-\log p(x) / (CHW \ln 2)`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from gmkit_core.data import Batch, DataSpec
+from gmkit_core.errors import ConfigError, DataError
+from gmkit_core.interfaces import GenerativeModel
+from torch import Tensor
+
+from .config import PixelCNNConfig
+from .network import PixelCNNNet
+from .outputs import make_output
+from .sampling import draw
+
+__all__ = ["PixelCNN", "ConditionalPixelCNN"]
+
+
+class PixelCNN(GenerativeModel):
+    """Unconditional PixelCNN over discrete images ``(C, H, W)`` with any number of levels."""
+
+    Config = PixelCNNConfig
+    likelihood: ClassVar[str] = "exact"
+    conditional: ClassVar[bool] = False
+    # Reaches <= 1.85 bits/dim on digits test in under 5 minutes on 2 cores (docs/models/pixelcnn.md).
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 3000, "batch_size": 64, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
+        "warmup": 100, "grad_clip": 1.0, "ema": 0.0, "eval_every": 250,
+    }
+
+    def __init__(self, config: PixelCNNConfig, data: DataSpec):
+        super().__init__(config, data)
+        name = "cpixelcnn" if self.conditional else "pixelcnn"
+        if not data.is_image or data.levels is None:
+            raise DataError(f"{name} models discrete images; '{data.name}' is {data.kind} data")
+        if data.levels < 2:
+            raise DataError(f"{name} needs at least 2 levels, '{data.name}' has {data.levels}")
+        if len(data.shape) != 3:
+            raise DataError(f"{name} needs (C, H, W) images, '{data.name}' has shape {data.shape}")
+        if self.conditional and not data.num_classes:
+            raise DataError(f"cpixelcnn needs labelled data; '{data.name}' has no classes (use pixelcnn)")
+        if config.hidden < data.shape[0]:
+            raise ConfigError(f"{name}: hidden={config.hidden} must be at least the channel count {data.shape[0]}")
+        self.output = make_output(config.output, data.levels, config.mixtures)
+        kind, size = ("label", data.num_classes) if self.conditional else (None, 0)
+        self.net = PixelCNNNet(config, data.shape[0], data.levels, self.output.params_per_dim, kind, size)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c, h, w = self.data.shape
+        return c, h, w
+
+    def _labels(self, batch: Batch) -> Tensor | None:
+        if not self.conditional:
+            return None
+        if batch.y is None:
+            raise DataError("cpixelcnn needs labels in every batch")
+        return batch.y
+
+    def log_prob(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        """``(B, C, H, W)`` int64 -> ``(B,)`` exact :math:`\\log p(x \\mid y)` in nats."""
+        return self.output.log_prob(self.net(x, condition), x)
+
+    def nll(self, batch: Batch) -> Tensor:
+        return -self.log_prob(batch.x, self._labels(batch))
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        nll = self.nll(batch).mean()
+        return {"loss": nll, "bits_per_dim": nll.detach() / (self.data.dims * math.log(2))}
+
+    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
+               method: str | None = None) -> Tensor:
+        """``(n, C, H, W)`` int64 levels; ``method`` ``fast`` (default from the config) or ``naive``.
+
+        For ``cpixelcnn``, ``condition`` is ``(n,)`` labels; when omitted, labels
+        are drawn uniformly with ``generator``.
+        """
+        device = self.net.embedding.weight.device
+        if self.conditional:
+            if condition is None:
+                condition = torch.randint(self.data.num_classes, (n,), generator=generator, device=device)
+            condition = torch.as_tensor(condition, device=device)
+            if condition.ndim == 0:
+                condition = condition.expand(n)
+        elif condition is not None:
+            raise ConfigError("pixelcnn is unconditional; use cpixelcnn to sample with a label")
+        return draw(self.net, self.output, n, self.shape, condition, generator, method or self.config.sampler)
+
+
+class ConditionalPixelCNN(PixelCNN):
+    """Class-conditional PixelCNN :math:`p(x \\mid y)`: a learned per-class bias in every layer."""
+
+    conditional: ClassVar[bool] = True
