@@ -1,0 +1,293 @@
+r"""The registered flow models: ``realnvp``, ``glow``, ``maf``, ``nsf``.
+
+A :class:`FlowModel` is a base prior :math:`p_Z` and a transform ``f`` (data ->
+noise, built by the subclass from its config):
+
+- vectors ``(B, D)``: :math:`-\log p(x) = -\log p_Z(f(x)) - \log|\det J_f(x)|`, exact.
+- images ``(B, C, H, W)`` with levels :math:`\{0..L-1\}`: dequantise
+  :math:`y = (x + u)/L`, preprocess :math:`y \mapsto \operatorname{logit}(\alpha + (1-2\alpha) y)`
+  (or :math:`y \mapsto 2y - 1`) with its log-det, then the flow. The reported
+  :math:`-\log P(x)` is the dequantisation bound of :mod:`gmkit_flows.dequantization`
+  including the :math:`D \log L` term, so ``likelihood == "bound"``:
+  nats on the discrete data, an upper bound (in expectation over the noise).
+
+Training minimises that per-dimension bound (one noise draw); ``nll`` uses
+``nll_samples`` importance-weighted draws from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import Tensor
+
+from gmkit_core.data import Batch, Dataset, DataSpec
+from gmkit_core.distributions import dequantization_nats
+from gmkit_core.errors import ConfigError, DataError
+from gmkit_core.interfaces import GenerativeModel, Prior, Transform
+from gmkit_core.transforms import Compose
+
+from .architectures import MIXERS, autoregressive_stack, coupling_stack, glow, multiscale
+from .dequantization import LogitNormalDequantizer, uniform_noise
+from .pointwise import Logit, ScaleShift
+from .reshape import Reshape
+
+__all__ = ["FlowModel", "RealNVP", "Glow", "MAF", "NSF"]
+
+
+def _field(default: Any, help: str, validator: Any = None) -> Any:  # noqa: A002 - attrs' word
+    return attrs.field(default=default, validator=validator, metadata={"help": help})
+
+
+def _positive(default: int, help: str) -> Any:  # noqa: A002
+    return _field(default, help, [v.instance_of(int), v.ge(1)])
+
+
+def _unit(default: float, help: str) -> Any:  # noqa: A002
+    return _field(default, help, [v.instance_of(float), v.ge(0.0), v.lt(1.0)])
+
+
+@attrs.frozen
+class DataOptions:
+    """Options on how a flow meets its data (shared by every flow model)."""
+
+    base: str = _field("standard_normal", "registered prior used as the base density p_Z")
+    dequantization: str = _field("uniform", "images: uniform, or variational (learned logit-normal q(u|x))",
+                                 v.in_(("uniform", "variational")))
+    preprocess: str = _field("logit", "images: logit (y -> logit(alpha + (1-2 alpha) y)) or affine (y -> 2y - 1)",
+                             v.in_(("logit", "affine")))
+    logit_alpha: float = _unit(0.05, "images: the alpha of the logit preprocessing, in [0, 0.5)")
+    nll_samples: int = _positive(8, "images: importance-weighted dequantisation draws per example in nll")
+    dequantizer_hidden: int = _positive(32, "images, variational: channels of the dequantiser CNN")
+    seed: int = _field(0, "seed of random initialisations (LU factors) and of the nll noise", v.instance_of(int))
+
+
+class FlowModel(GenerativeModel):
+    """A flow over the data: ``Config`` gives the architecture, :meth:`build` the transform."""
+
+    likelihood: ClassVar[str] = "exact"
+    conditional: ClassVar[bool] = False
+    image_only: ClassVar[bool] = False
+
+    def __init__(self, config: Any, data: DataSpec):
+        super().__init__(config, data)
+        if self.image_only and not data.is_image:
+            raise DataError(f"{type(self).__name__.lower()} models images; '{data.name}' is {data.kind} data")
+        if data.is_image and (data.levels is None or data.levels < 2):
+            raise DataError(f"{data.name}: images need levels >= 2 for dequantisation")
+        #: ``"bound"`` on discrete images (dequantisation), ``"exact"`` on continuous vectors.
+        self.likelihood = "bound" if data.is_image else "exact"
+        shape = tuple(data.shape)
+        if data.is_image:
+            pre: Transform = (Logit(config.logit_alpha) if config.preprocess == "logit"
+                              else ScaleShift(2.0, -1.0))
+            self.transform = Compose(pre, self.build(shape))
+        else:
+            self.transform = self.build(shape)
+        from gmkit_core.registry import registry
+
+        self.base: Prior = registry.get("prior", config.base, shape=shape)
+        self.dequantizer = (LogitNormalDequantizer(shape, data.levels, config.dequantizer_hidden)
+                            if data.is_image and config.dequantization == "variational" else None)
+
+    def build(self, shape: tuple[int, ...]) -> Transform:
+        """The flow ``f`` on ``(B, *shape)`` (after preprocessing for images)."""
+        raise NotImplementedError
+
+    # -- densities -------------------------------------------------------------
+    def log_prob(self, y: Tensor) -> Tensor:
+        r""":math:`\log p(y) = \log p_Z(f(y)) + \log|\det J_f(y)|`, ``(B, *shape) -> (B,)`` nats."""
+        z, ladj = self.transform(y)
+        return self.base.log_prob(z) + ladj
+
+    def _bound_draws(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        r"""One draw of :math:`\log p(y) - \log q(u|x) - D\log L` (a lower bound on ``log P(x)`` in expectation)."""
+        if self.dequantizer is not None:
+            u, log_q = self.dequantizer(x, generator)
+        else:
+            u, log_q = uniform_noise(x, generator, self._dtype())
+        y = (x.to(u.dtype) + u) / self.data.levels
+        return self.log_prob(y) - log_q - dequantization_nats(self.data.dims, self.data.levels)
+
+    def _nll(self, x: Tensor, samples: int, generator: torch.Generator | None) -> Tensor:
+        if not self.data.is_image:
+            return -self.log_prob(x.to(self._dtype()))
+        draws = self._bound_draws(x.repeat(samples, *([1] * (x.ndim - 1))), generator)  # (K*B,)
+        return -(torch.logsumexp(draws.view(samples, -1), 0) - math.log(samples))
+
+    def nll(self, batch: Batch) -> Tensor:
+        """``(B,)`` nats on the data as stored: exact for vectors; for images the dequantisation bound."""
+        x = batch.x.to(self._device())
+        generator = torch.Generator(device=x.device).manual_seed(self.config.seed)
+        return self._nll(x, self.config.nll_samples if self.data.is_image else 1, generator)
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        nll = self._nll(batch.x.to(self._device()), 1, None)
+        per_dim = nll.mean() / self.data.dims
+        out = {"loss": per_dim, "nll_nats": nll.mean().detach()}
+        if self.data.is_image:
+            out["bits_per_dim"] = per_dim.detach() / math.log(2)
+        return out
+
+    # -- sampling --------------------------------------------------------------
+    def sample(self, n: int, condition: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        if condition is not None:
+            raise ConfigError(f"{type(self).__name__} is unconditional; sample without a label")
+        with torch.no_grad():
+            y, _ = self.transform.inverse(self.base.sample(n, generator=generator))
+        if not self.data.is_image:
+            return y
+        levels = self.data.levels
+        return torch.floor(y * levels).clamp(0, levels - 1).long()
+
+    # -- setup -----------------------------------------------------------------
+    def prepare(self, train: Dataset) -> None:
+        """Data-dependent ActNorm initialisation on up to 512 training examples."""
+        batch = train.batch(slice(0, 512))
+        was_training = self.training
+        self.train()
+        with torch.no_grad():
+            self.loss(batch)
+        self.train(was_training)
+
+    def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
+        out = super().evaluate(data, batch_size)
+        if data.spec.is_image:
+            out["dequantization"] = self.config.dequantization
+            out["nll_samples"] = self.config.nll_samples
+        return out
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+
+def _flat(shape: tuple[int, ...], stack: Transform) -> Transform:
+    """Run a vector flow on flattened images."""
+    if len(shape) == 1:
+        return stack
+    return Compose(Reshape(shape, (math.prod(shape),)), stack, Reshape((math.prod(shape),), shape))
+
+
+@attrs.frozen
+class MAFConfig(DataOptions):
+    layers: int = _positive(5, "number of MADE layers")
+    hidden: int = _positive(256, "hidden units per MADE layer")
+    depth: int = _positive(2, "hidden layers per MADE")
+    dropout: float = _unit(0.0, "dropout in the MADEs")
+    mixer: str = _field("reverse", "between layers: none, reverse (permutation) or lu (invertible linear)",
+                        v.in_(MIXERS))
+    actnorm: bool = _field(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
+
+
+class MAF(FlowModel):
+    r"""Masked autoregressive flow: affine MADE layers, :math:`y_i = x_i e^{s_i(x_{<i})} + t_i(x_{<i})`.
+
+    One pass to evaluate the density, ``D`` passes to sample.
+    Papamakarios et al. (2017, arXiv:1705.07057).
+    """
+
+    Config = MAFConfig
+    train_defaults: ClassVar[dict[str, Any]] = {"steps": 3000, "batch_size": 256, "lr": 1e-3,
+                                                "schedule": "cosine", "grad_clip": 5.0, "eval_every": 250}
+
+    def build(self, shape: tuple[int, ...]) -> Transform:
+        c = self.config
+        stack = autoregressive_stack(math.prod(shape), c.layers, "affine", c.hidden, c.depth, c.dropout, c.mixer,
+                                     c.actnorm, seed=c.seed)
+        return _flat(shape, stack)
+
+
+@attrs.frozen
+class NSFConfig(DataOptions):
+    structure: str = _field("autoregressive", "autoregressive (MADE) or coupling layers",
+                            v.in_(("autoregressive", "coupling")))
+    layers: int = _positive(5, "number of spline layers")
+    hidden: int = _positive(256, "hidden units per conditioner layer")
+    depth: int = _positive(2, "hidden layers per conditioner")
+    bins: int = _positive(8, "spline bins K")
+    bound: float = _field(5.0, "the spline acts on [-bound, bound], identity outside", [v.instance_of(float), v.gt(0.0)])
+    dropout: float = _unit(0.0, "dropout in the conditioners")
+    mixer: str = _field("lu", "between layers: none, reverse (permutation) or lu (invertible linear)", v.in_(MIXERS))
+    actnorm: bool = _field(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
+
+
+class NSF(FlowModel):
+    """Neural spline flow: rational-quadratic spline layers (autoregressive or coupling) with LU mixing.
+
+    Durkan et al. (2019, arXiv:1906.04032).
+    """
+
+    Config = NSFConfig
+    train_defaults: ClassVar[dict[str, Any]] = {"steps": 3000, "batch_size": 256, "lr": 1e-3,
+                                                "schedule": "cosine", "grad_clip": 5.0, "eval_every": 250}
+
+    def build(self, shape: tuple[int, ...]) -> Transform:
+        c = self.config
+        make = autoregressive_stack if c.structure == "autoregressive" else coupling_stack
+        stack = make(math.prod(shape), c.layers, "spline", c.hidden, c.depth, c.dropout, c.mixer, c.actnorm,
+                     c.bins, c.bound, c.seed)
+        return _flat(shape, stack)
+
+
+@attrs.frozen
+class RealNVPConfig(DataOptions):
+    coupling: str = _field("affine", "affine (RealNVP) or additive (NICE, volume preserving)",
+                           v.in_(("affine", "additive")))
+    scales: int = _positive(2, "images: multi-scale levels (squeeze and factor out half per level)")
+    steps: int = _positive(3, "images: couplings per mask type per scale; vectors: half of the coupling layers")
+    hidden: int = _positive(64, "conditioner width (CNN channels for images, MLP units for vectors)")
+    depth: int = _positive(2, "residual blocks (images) or hidden layers (vectors) per conditioner")
+    dropout: float = _unit(0.0, "dropout in the conditioners")
+    actnorm: bool = _field(True, "ActNorm (data-initialised) before each coupling", v.instance_of(bool))
+
+
+class RealNVP(FlowModel):
+    """RealNVP: affine (or additive, NICE) couplings; multi-scale checkerboard/channel masks on images.
+
+    Dinh et al. (2016, arXiv:1605.08803); NICE: Dinh et al. (2014, arXiv:1410.8516).
+    """
+
+    Config = RealNVPConfig
+    train_defaults: ClassVar[dict[str, Any]] = {"steps": 3000, "batch_size": 64, "lr": 1e-3,
+                                                "schedule": "cosine", "grad_clip": 5.0, "eval_every": 250}
+
+    def build(self, shape: tuple[int, ...]) -> Transform:
+        c = self.config
+        if len(shape) == 3:
+            return multiscale(shape, c.scales, c.steps, c.coupling, c.hidden, c.depth, c.dropout, c.actnorm)
+        return coupling_stack(math.prod(shape), 2 * c.steps, c.coupling, c.hidden, c.depth, c.dropout, "none",
+                              c.actnorm)
+
+
+@attrs.frozen
+class GlowConfig(DataOptions):
+    levels: int = _positive(2, "multi-scale levels (each squeezes, then factors out half)")
+    steps: int = _positive(8, "flow steps per level: ActNorm, invertible 1x1 conv, coupling")
+    coupling: str = _field("affine", "affine or additive coupling", v.in_(("affine", "additive")))
+    hidden: int = _positive(64, "CNN channels in each coupling")
+    blocks: int = _positive(2, "residual blocks per coupling CNN")
+    dropout: float = _unit(0.0, "dropout in the coupling CNNs")
+
+
+class Glow(FlowModel):
+    """Glow: levels of [ActNorm, LU 1x1 convolution, affine coupling], squeeze and split (images only).
+
+    Kingma & Dhariwal (2018, arXiv:1807.03039).
+    """
+
+    Config = GlowConfig
+    image_only = True
+    train_defaults: ClassVar[dict[str, Any]] = {"steps": 3000, "batch_size": 64, "lr": 1e-3,
+                                                "schedule": "cosine", "grad_clip": 5.0, "eval_every": 250}
+
+    def build(self, shape: tuple[int, ...]) -> Transform:
+        c = self.config
+        return glow(shape, c.levels, c.steps, c.coupling, c.hidden, c.blocks, c.dropout, c.seed)
