@@ -1,0 +1,75 @@
+"""Registration, the model contract (conformance kit), user errors and the benchmark command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+from gmkit_core.data import DataSpec
+from gmkit_core.errors import ConfigError, DataError
+from gmkit_core.registry import registry
+
+
+def test_registered_names():
+    models = {e.name: e for e in registry.entries("model")}
+    assert models["pixelcnn"].likelihood == models["cpixelcnn"].likelihood == "exact"
+    assert not models["pixelcnn"].conditional and models["cpixelcnn"].conditional
+    assert "pixelcnn" in registry.names("prior")
+    assert {"pixelcnn_fast", "pixelcnn_naive"} <= set(registry.names("sampler"))
+    assert all(p.error is None for p in registry.plugins() if p.name == "gmkit-pixelcnn")
+
+
+def test_hook_module_does_not_import_torch():
+    code = "import sys, gmkit_pixelcnn.plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name,options", [
+    ("pixelcnn", {"hidden": 8, "layers": 2}),
+    ("pixelcnn", {"hidden": 8, "layers": 2, "arch": "plain", "output": "logistic_mixture"}),
+    ("cpixelcnn", {"hidden": 8, "layers": 2}),
+])
+def test_conformance(name, options, gmkit_check):  # noqa: ANN001
+    gmkit_check(name, data="digits", **options)
+
+
+def test_user_errors():
+    digits = DataSpec("digits", "image", (1, 8, 8), levels=17, num_classes=10)
+    with pytest.raises(ConfigError, match="arch"):
+        registry.get("model", "pixelcnn", data=digits, arch="diagonal")
+    with pytest.raises(ConfigError, match="kernel_size"):
+        registry.get("model", "pixelcnn", data=digits, kernel_size=4)
+    with pytest.raises(DataError, match="discrete images"):
+        registry.get("model", "pixelcnn", data=DataSpec("moons", "vector", (2,)))
+    with pytest.raises(DataError, match="labelled"):
+        registry.get("model", "cpixelcnn", data=DataSpec("codes", "image", (1, 4, 4), levels=8))
+    with pytest.raises(ConfigError, match="hidden"):
+        registry.get("model", "pixelcnn", data=DataSpec("rgb", "image", (3, 4, 4), levels=8), hidden=2)
+    model = registry.get("model", "pixelcnn", data=digits, hidden=4, layers=1)
+    with pytest.raises(ConfigError, match="unconditional"):
+        model.sample(2, condition=torch.tensor([1, 2]))
+
+
+def test_codes_data_for_a_vqvae():
+    """The model on DataSpec('codes', 'image', (1, H, W), levels=K), as a VQ-VAE fits it."""
+    torch.manual_seed(0)
+    spec = DataSpec("codes", "image", (1, 3, 4), levels=64)
+    model = registry.get("model", "pixelcnn", data=spec, hidden=8, layers=2)
+    x = model.sample(2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 1, 3, 4) and int(x.max()) < 64
+
+
+def test_bench_command():
+    from gmkit_pixelcnn.bench import bench_sampler_command
+
+    result = CliRunner().invoke(bench_sampler_command, ["--sizes", "3,4", "-n", "2", "--hidden", "8",
+                                                        "--layers", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [r["size"] for r in report["results"]] == [3, 4]
+    assert all(r["identical"] and r["naive_s"] > 0 and r["fast_s"] > 0 for r in report["results"])
