@@ -87,19 +87,19 @@ def test_codebook_and_commitment_losses_values_and_gradients() -> None:
     assert torch.allclose(g_z, torch.tensor([[[0.4, -0.2], [-0.2, 0.6]]]))
 
 
-@pytest.mark.parametrize("eps, e0, e1", [(0.0, 0.25, 3.25 / 1.5), (0.1, 0.25 / (1.1 / 2.7 * 2.5), 3.25 / (1.6 / 2.7 * 2.5))])
+@pytest.mark.parametrize("eps, e0, e1", [(0.0, 0.125, 2.1), (0.1, 0.125 / (1.1 / 2.45 * 2.25), 2.625 / (1.35 / 2.45 * 2.25))])
 def test_ema_update_hand_computed(eps: float, e0: float, e1: float) -> None:
-    # codes e = (0, 2), N = (1, 1), m = (0, 2); batch z = 0.5 -> code 0, 1.5 and 3.0 -> code 1; gamma = 1/2
+    # codes e = (0, 2), N = (1, 1), m = (0, 2); batch z = 0.5 -> code 0, 1.5 and 3.0 -> code 1; gamma = 3/4
     counts, sums = torch.tensor([1.0, 1.0]), torch.tensor([[0.0], [2.0]])
     z, codes = torch.tensor([[0.5], [1.5], [3.0]]), torch.tensor([0, 1, 1])
-    N, m, e = ema_update(counts, sums, z, codes, decay=0.5, eps=eps)
-    assert torch.allclose(N, torch.tensor([1.0, 1.5]))  # 0.5*1 + 0.5*(1, 2)
-    assert torch.allclose(m, torch.tensor([[0.25], [3.25]]))  # 0.5*(0, 2) + 0.5*(0.5, 4.5)
+    N, m, e = ema_update(counts, sums, z, codes, decay=0.75, eps=eps)
+    assert torch.allclose(N, torch.tensor([1.0, 1.25]))  # 0.75*(1, 1) + 0.25*(1, 2)
+    assert torch.allclose(m, torch.tensor([[0.125], [2.625]]))  # 0.75*(0, 2) + 0.25*(0.5, 4.5)
     assert torch.allclose(e, torch.tensor([[e0], [e1]]))
 
 
 def test_ema_quantizer_updates_buffers_in_training_only() -> None:
-    q = _quantizer(torch.tensor([[0.0], [2.0]]), update="ema", decay=0.5, eps=0.0)
+    q = _quantizer(torch.tensor([[0.0], [2.0]]), update="ema", decay=0.75, eps=0.0)
     z = torch.tensor([[[0.5], [1.5], [3.0]]])
     q.eval()(z)
     assert torch.equal(q.codebook, torch.tensor([[0.0], [2.0]]))
@@ -107,8 +107,8 @@ def test_ema_quantizer_updates_buffers_in_training_only() -> None:
         q.train()(z)
     assert torch.equal(q.codebook, torch.tensor([[0.0], [2.0]]))  # no update without gradients (validation)
     q.train()(z)
-    assert torch.allclose(q.codebook, torch.tensor([[0.25], [3.25 / 1.5]]))
-    assert torch.allclose(q.counts, torch.tensor([1.0, 1.5]))
+    assert torch.allclose(q.codebook, torch.tensor([[0.125], [2.1]]))
+    assert torch.allclose(q.counts, torch.tensor([1.0, 1.25]))
     assert not q.codebook.requires_grad  # an EMA codebook is not a parameter
     assert [n for n, _ in q.named_parameters()] == []
 
