@@ -55,6 +55,8 @@ def train(model: str, data: str, out: str, steps: int | None, seed: int | None, 
                           train_overrides=train_opts, resume=resume, device=device, quiet=quiet,
                           pictures=not no_pictures)
     o = result.outcome
+    if not result.is_main:
+        return
     if o.interrupted:
         click.echo(f"interrupted at step {o.step}; checkpoint written to {out}; "
                    f"continue with: gmkit train {model} --data {data} --out {out} --resume {out}", err=True)

@@ -24,6 +24,7 @@ class TrainResult:
     run: Run
     outcome: Outcome
     pictures: list[Path]
+    is_main: bool = True
 
 
 def _version(dist: str) -> str:
@@ -104,10 +105,16 @@ def train(model: str, data: str = "digits", out: str | Path = "run.h5", *, steps
     written: list[Path] = []
     from .distributed import world
 
-    if pictures and world().is_main and not trainer.outcome.interrupted:
+    current = world()
+    if pictures and current.is_main and not trainer.outcome.interrupted:
         from ..plots import run_pictures
 
         written = run_pictures(run, splits["train"])
-    return TrainResult(run, trainer.outcome, written)
+    if current.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0 has written the run file before any process leaves
+        dist.destroy_process_group()
+    return TrainResult(run, trainer.outcome, written, current.is_main)
 
 
