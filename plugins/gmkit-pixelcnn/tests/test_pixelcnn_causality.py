@@ -28,14 +28,15 @@ def dependence(net, channels, height, width, i, j, c, condition=None) -> torch.T
 @settings(max_examples=40, deadline=None)
 @given(arch=st.sampled_from(["gated", "plain"]), channels=st.integers(1, 3), height=st.integers(1, 6),
        width=st.integers(1, 6), kernel=st.sampled_from([3, 5]), first=st.sampled_from([3, 5, 7]),
-       layers=st.integers(1, 4), output=st.sampled_from(["categorical", "logistic_mixture"]), data=st.data())
+       layers=st.integers(1, 4), output=st.sampled_from(["categorical", "logistic_mixture"]),
+       position_bias=st.booleans(), data=st.data())
 def test_output_ignores_current_and_later_subpixels(arch, channels, height, width, kernel, first, layers,
-                                                    output, data, build):  # noqa: ANN001
+                                                    output, position_bias, data, build):  # noqa: ANN001
     i = data.draw(st.integers(0, height - 1))
     j = data.draw(st.integers(0, width - 1))
     c = data.draw(st.integers(0, channels - 1))
     net, _ = build(arch, channels, levels=4, output=output, kernel_size=kernel, first_kernel_size=first,
-                   layers=layers)
+                   layers=layers, size=(height, width) if position_bias else None)
     grad = dependence(net, channels, height, width, i, j, c)
     here = (i * width + j) * channels + c
     assert (grad[order(channels, height, width) >= here] == 0).all()

@@ -44,13 +44,13 @@ def _all_images(channels: int, height: int, width: int, levels: int) -> torch.Te
 
 @pytest.mark.parametrize("arch", ["gated", "plain"])
 @pytest.mark.parametrize("output", ["categorical", "logistic_mixture"])
-@pytest.mark.parametrize("shape", [(1, 2, 2), (2, 1, 2)])
-def test_nll_equals_brute_force_chain_rule(arch, output, shape, build):  # noqa: ANN001
+@pytest.mark.parametrize("shape,position_bias", [((1, 2, 2), True), ((2, 1, 2), False)])
+def test_nll_equals_brute_force_chain_rule(arch, output, shape, position_bias, build):  # noqa: ANN001
     """Marginalise the joint over all L^D images by brute force: it sums to one, and every
     conditional p(x_k | x_<k) computed from it equals the network's, so -log p(x) is the exact NLL."""
     levels = 3
     channels, height, width = shape
-    net, out = build(arch, channels, levels=levels, output=output)
+    net, out = build(arch, channels, levels=levels, output=output, size=(height, width) if position_bias else None)
     images = _all_images(channels, height, width, levels)                # (L^D, C, H, W)
     with torch.no_grad():
         params = net(images)

@@ -24,10 +24,12 @@ def _condition(kind: str | None, n: int, height: int, width: int) -> torch.Tenso
 @settings(max_examples=12, deadline=None)
 @given(arch=st.sampled_from(["gated", "plain"]), channels=st.integers(1, 3), height=st.integers(1, 5),
        width=st.integers(1, 5), output=st.sampled_from(["categorical", "logistic_mixture"]),
-       kind=st.sampled_from([None, "label", "vector", "spatial"]), seed=st.integers(0, 2**16))
-def test_fast_equals_naive(arch, channels, height, width, output, kind, seed, build):  # noqa: ANN001
+       kind=st.sampled_from([None, "label", "vector", "spatial"]), position_bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_fast_equals_naive(arch, channels, height, width, output, kind, position_bias, seed, build):  # noqa: ANN001
     size = {None: 0, "label": 3, "vector": 2, "spatial": 2}[kind]
-    net, out = build(arch, channels, levels=5, output=output, condition=(kind, size) if kind else None)
+    net, out = build(arch, channels, levels=5, output=output, condition=(kind, size) if kind else None,
+                     size=(height, width) if position_bias else None)
     condition = _condition(kind, 3, height, width)
     shape = (channels, height, width)
     naive = sample_naive(net, out, 3, shape, condition, torch.Generator().manual_seed(seed))

@@ -33,6 +33,8 @@ class PixelCNNConfig:
         "help": "categorical over all levels, or a discretised logistic mixture (PixelCNN++)"})
     mixtures: int = attrs.field(default=5, validator=v.ge(1), metadata={
         "help": "components M of the logistic mixture (output=logistic_mixture)"})
+    position_bias: bool = attrs.field(default=True, validator=v.instance_of(bool), metadata={
+        "help": "learn a bias of the output parameters at every sub-pixel (ties the network to one image size)"})
     dropout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)], metadata={
         "help": "dropout rate inside every layer during training"})
     sampler: str = attrs.field(default="fast", validator=v.in_(("fast", "naive")), metadata={

@@ -55,7 +55,8 @@ class PixelCNN(GenerativeModel):
             raise ConfigError(f"{name}: hidden={config.hidden} must be at least the channel count {data.shape[0]}")
         self.output = make_output(config.output, data.levels, config.mixtures)
         kind, size = ("label", data.num_classes) if self.conditional else (None, 0)
-        self.net = PixelCNNNet(config, data.shape[0], data.levels, self.output.params_per_dim, kind, size)
+        self.net = PixelCNNNet(config, data.shape[0], data.levels, self.output.params_per_dim, kind, size,
+                               size=(data.shape[1], data.shape[2]))
 
     @property
     def shape(self) -> tuple[int, int, int]:

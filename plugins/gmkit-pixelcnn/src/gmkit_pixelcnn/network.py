@@ -8,7 +8,11 @@ and depends on nothing at or after ``(i, j, c)`` in model order.
    channel-major, ``(B, C*E, H, W)``, so group ``c`` of the input is channel ``c``.
 2. A causal stack (:mod:`gmkit_pixelcnn.stacks`), ``(B, F, H, W)``.
 3. Head: :math:`\mathrm{ReLU} \to 1{\times}1_B \to \mathrm{ReLU} \to 1{\times}1_B`
-   to ``C*P`` outputs, where output group ``c`` holds channel ``c``'s parameters.
+   to ``C*P`` outputs, where output group ``c`` holds channel ``c``'s parameters,
+   plus (``position_bias``) a learned bias per sub-pixel and parameter,
+   ``b``: ``(C*P, H, W)``, which no data enters, so causality is untouched; it
+   gives the translation-equivariant convolutions each position's marginal
+   (small images of centred objects, code maps with fixed layouts).
 
 The incremental path (:meth:`PixelCNNNet.start`, :meth:`step`, :meth:`write`,
 :meth:`end_row`) gives the same parameters one pixel at a time, for sampling.
@@ -35,7 +39,8 @@ class PixelCNNNet(nn.Module):
     offsets: Tensor
 
     def __init__(self, config: PixelCNNConfig, channels: int, levels: int, params_per_dim: int,
-                 condition_kind: str | None = None, condition_size: int = 0):
+                 condition_kind: str | None = None, condition_size: int = 0,
+                 size: tuple[int, int] | None = None):
         super().__init__()
         if config.hidden < channels:
             raise ValueError(f"hidden={config.hidden} must be at least the number of channels ({channels})")
@@ -52,6 +57,12 @@ class PixelCNNNet(nn.Module):
             nn.ReLU(), MaskedConv2d(centre_mask(g_hidden, g_hidden, "B")[:, :, None, None], (0, 0)),
             nn.ReLU(), MaskedConv2d(centre_mask(g_hidden, g_out, "B")[:, :, None, None], (0, 0)),
         )
+        self.size = size
+        self.position_bias = None
+        if config.position_bias:
+            if size is None:
+                raise ValueError("position_bias needs the image size")
+            self.position_bias = nn.Parameter(torch.zeros(channels * params_per_dim, *size))
 
     def embed(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` levels -> ``(B, C*E, H, W)``; feature ``c*E + k`` is channel ``c``'s ``k``-th."""
@@ -69,8 +80,13 @@ class PixelCNNNet(nn.Module):
 
     def from_embedding(self, e: Tensor, condition: Tensor | None = None) -> Tensor:
         """The network after the embedding (differentiable in ``e``: the causality tests use it)."""
+        if self.position_bias is not None and tuple(e.shape[-2:]) != self.size:
+            raise ValueError(f"this PixelCNN was built for {self.size} images, got {tuple(e.shape[-2:])}")
         h = self.stack(e, self.encode_condition(condition, e))        # (B, F, H, W)
-        return self._params(self.head(h))                              # (B, C, H, W, P)
+        out = self.head(h)                                             # (B, C*P, H, W)
+        if self.position_bias is not None:
+            out = out + self.position_bias
+        return self._params(out)                                       # (B, C, H, W, P)
 
     def _params(self, out: Tensor) -> Tensor:
         b, _, h, w = out.shape
@@ -95,8 +111,11 @@ class Stepper:
         self.net, self.x, self.e, self.cache = net, x, e, cache
 
     def params(self, i: int, j: int) -> Tensor:
-        h = self.net.stack.step(self.cache, i, j)                      # (n, F, 1, 1)
-        return self.net._params(self.net.head(h))[:, :, 0, 0]         # (n, C, P)
+        net = self.net
+        out = net.head(net.stack.step(self.cache, i, j))              # (n, C*P, 1, 1)
+        if net.position_bias is not None:
+            out = out + net.position_bias[:, i:i + 1, j:j + 1]
+        return net._params(out)[:, :, 0, 0]                           # (n, C, P)
 
     def write(self, i: int, j: int) -> None:
         net = self.net

@@ -70,7 +70,7 @@ class PixelCNNPrior(Prior):
             raise ConfigError(f"prior 'pixelcnn': hidden must be at least the channel count {self.image_shape[0]}")
         self.output = make_output(self.config.output, self.levels, self.config.mixtures)
         self.net = PixelCNNNet(self.config, self.image_shape[0], self.levels, self.output.params_per_dim,
-                               kind, size)
+                               kind, size, size=self.image_shape[1:])
 
     def _as_image(self, z: Tensor) -> Tensor:
         if tuple(z.shape[1:]) != self.shape:

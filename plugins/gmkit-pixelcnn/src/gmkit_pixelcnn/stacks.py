@@ -78,7 +78,7 @@ class GatedLayer(nn.Module):
         self.out = MaskedConv2d(centre_mask(g_out, g_out, "B")[:, :, None, None], (0, 0))
         self.condition_v = nn.Conv2d(condition_features, 2 * features, 1, bias=False) if condition_features else None
         self.condition_h = nn.Conv2d(condition_features, 2 * features, 1, bias=False) if condition_features else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.residual = not first
 
     def forward(self, v: Tensor, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -171,7 +171,7 @@ class PlainLayer(nn.Module):
         g_in, g_out = groups(in_features, channels), groups(features, channels)
         self.conv = MaskedConv2d(raster_mask(kernel, g_in, g_out, "A" if first else "B"), (kernel // 2, kernel // 2))
         self.condition = nn.Conv2d(condition_features, features, 1, bias=False) if condition_features else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.residual = not first
 
     def activate(self, h: Tensor) -> Tensor:
