@@ -39,8 +39,8 @@ def test_errors_are_one_line_with_exit_codes(tmp_path):
     unknown = run("train", "nosuchmodel", "--data", "digits", "--out", str(tmp_path / "r.h5"))
     assert unknown.returncode == 1 and unknown.stderr.startswith("error: no model named 'nosuchmodel'")
     assert unknown.stderr.count("\n") == 1 and "Traceback" not in unknown.stderr
-    hint = run("train", "pixelcnn", "--data", "digits", "--out", str(tmp_path / "r.h5"))
-    assert hint.returncode == 1 and ("gmkit-pixelcnn" in hint.stderr or hint.stderr == "")
+    no_prior = run("sample", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "s.png"))
+    assert no_prior.returncode == 1 and "missing.h5: no such run file" in no_prior.stderr
     usage = run("train", "independent", "--out", str(tmp_path / "r.h5"))
     assert usage.returncode == 2 and "Missing option '--data'" in usage.stderr
     bad_opt = run("train", "independent", "--data", "digits", "--out", str(tmp_path / "r.h5"), "--set", "smoothing=abc")

@@ -9,8 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gmkit_core.distributions import (
-    Bernoulli, Categorical, DiscretizedGaussian, DiscretizedLogistic, DiscretizedLogisticMixture, Normal,
-    StandardNormal, bits_per_dim, dequantization_nats, dequantize, kl_normal, to_unit_interval,
+    Bernoulli,
+    Categorical,
+    DiscretizedGaussian,
+    DiscretizedLogistic,
+    DiscretizedLogisticMixture,
+    Normal,
+    StandardNormal,
+    bits_per_dim,
+    dequantization_nats,
+    dequantize,
+    kl_normal,
+    to_unit_interval,
 )
 
 scipy_stats = pytest.importorskip("scipy.stats")
