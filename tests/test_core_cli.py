@@ -16,10 +16,10 @@ def run(*args, cwd=None):
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins"], ["models", "--json"], ["datasets", "--json"], ["train", "--help"]])
 def test_listings_do_not_import_torch(args):
-    code = ("import sys, runpy; sys.argv = ['gmkit', *%r]\n"
+    code = (f"import sys, runpy; sys.argv = ['gmkit', *{args!r}]\n"
             "try:\n    runpy.run_module('gmkit_core.cli', run_name='__main__')\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n") % (args,)
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
