@@ -1,0 +1,303 @@
+r"""DDPM: a denoising diffusion probabilistic model with the full variational bound.
+
+Forward process :math:`q(x_t \mid x_{t-1}) = \mathcal N(\sqrt{1-\beta_t}\,x_{t-1}, \beta_t I)`
+on data mapped to model space (images: level ``k`` -> ``2k/(L-1) - 1``, vectors as
+they are); reverse model :math:`p_\theta(x_{t-1} \mid x_t) = \mathcal N(\tilde\mu_t(x_t, \hat x_0(x_t, t)), \sigma_t^2 I)`
+with :math:`\hat x_0` from a denoiser network (:mod:`~gmkit_diffusion.parameterization`)
+and :math:`\sigma_t^2 \in \{\beta_t, \tilde\beta_t\}`; decoder :math:`p_\theta(x_0 \mid x_1)`
+as in :mod:`~gmkit_diffusion.bound`. ``nll`` is the bound
+:math:`L_T + \sum_{t \ge 2} L_{t-1} + L_0` in nats (an upper bound on :math:`-\log p_\theta(x)`
+of the discrete images, or of the continuous vectors' density).
+
+Class-conditional models (data with labels) train :math:`\hat x_0(x_t, t, y)` with
+labels replaced by the null class at rate ``label_dropout``; they model
+:math:`p(x) = \frac1K\sum_y p_\theta(x \mid y)`, so for a labelled example
+:math:`-\log p(x) \le -\log p_\theta(x \mid y) + \log K`, which ``nll`` reports.
+References: Ho et al. (2020, arXiv:2006.11239); Nichol & Dhariwal (2021, arXiv:2102.09672);
+Ho & Salimans (2022, arXiv:2207.12598); Peebles & Xie (2023, arXiv:2212.09748).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from attrs.validators import ge, gt, in_, instance_of, le
+from torch import Tensor
+
+from gmkit_core.data import Batch, Dataset, DataSpec
+from gmkit_core.distributions import DiscretizedGaussian, Normal, to_unit_interval
+from gmkit_core.errors import ConfigError, DataError
+from gmkit_core.interfaces import GenerativeModel, NoiseSchedule
+from gmkit_core.registry import registry
+
+from . import bound, parameterization
+from .samplers import DDIMSampler, DDPMSampler
+
+__all__ = ["DDPM", "DDPMConfig"]
+
+
+def _opt(default: Any, help: str, *validators: Any) -> Any:  # noqa: A002 - attrs metadata key
+    return attrs.field(default=default, validator=list(validators), metadata={"help": help})
+
+
+@attrs.frozen
+class DDPMConfig:
+    """Options of ``ddpm``; ``--set key=value`` on the command line."""
+
+    network: str = _opt("auto", "denoiser: unet, dit, mlp (vectors), or auto (unet for images, mlp for vectors)",
+                        in_(("auto", "unet", "dit", "mlp")))
+    schedule: str = _opt("loglinear", "noise schedule: loglinear (log SNR from 9.2 to -10), linear (1e-4..0.02), "
+                         "cosine (s=0.008), custom (uses betas)", in_(("loglinear", "linear", "cosine", "custom")))
+    T: int = _opt(1000, "number of diffusion steps (ignored by schedule=custom, whose length is T)", instance_of(int), ge(2))
+    betas: tuple[float, ...] = _opt((), "betas of schedule=custom, comma separated, each in (0, 1)")
+    prediction: str = _opt("auto", "what the network predicts: eps, x0, v, levels (images: logits over grey levels), "
+                           "or auto (levels for images, eps for vectors)", in_(("auto", *parameterization.PREDICTIONS)))
+    variance: str = _opt("auto", "reverse variance sigma_t^2: beta, beta_tilde (the posterior's), or auto "
+                         "(beta_tilde for images, whose x0 is pinned down at small t; beta for vectors)",
+                         in_(("auto", *bound.VARIANCES)))
+    loss: str = _opt("simple", "training loss: simple (MSE of the prediction target), vlb (the bound per dim), "
+                     "hybrid (simple + vlb_weight * vlb)", in_(("simple", "vlb", "hybrid")))
+    vlb_weight: float = _opt(1.0, "weight of the bound in the hybrid loss", ge(0.0))
+    clip_x0: bool = _opt(True, "images: clip x0-hat to [-1, 1] (part of the model: used by the bound and the samplers)")
+    class_conditional: bool = _opt(True, "condition on labels when the data have them (classifier-free guidance)")
+    label_dropout: float = _opt(0.1, "probability of training with the null class instead of the label", ge(0.0), le(1.0))
+    guidance: float = _opt(1.0, "classifier-free guidance scale s at sampling (1: plain conditional)")
+    sampler: str = _opt("ddpm", "sampler of `sample`: ddpm (ancestral, T steps) or ddim", in_(("ddpm", "ddim")))
+    sample_steps: int = _opt(50, "ddim: number of steps", instance_of(int), ge(1))
+    eta: float = _opt(0.0, "ddim: stochasticity (0 deterministic, 1 ancestral-like)", ge(0.0))
+    nll_steps: int = _opt(0, "steps t of the bound in nll: 0 = all T (a true upper bound); K > 0 = an unbiased "
+                          "stratified estimate from K steps, each weighted by its stratum size (about T/K)",
+                          instance_of(int), ge(0))
+    val_steps: int = _opt(50, "steps of the fixed-seed bound estimate used as the validation score", instance_of(int), ge(1))
+    seed: int = _opt(0, "seed of the noise in nll and the validation score", instance_of(int))
+    channels: int = _opt(32, "unet: base width", instance_of(int), ge(1))
+    mults: tuple[int, ...] = _opt((1, 2, 2), "unet: width multiplier per resolution, comma separated")
+    blocks: int = _opt(2, "unet: residual blocks per resolution", instance_of(int), ge(1))
+    attention: tuple[int, ...] = _opt((4,), "unet: resolutions (side length) with self-attention, comma separated")
+    heads: int = _opt(4, "unet and dit: attention heads", instance_of(int), ge(1))
+    dropout: float = _opt(0.1, "unet: dropout in the residual blocks", ge(0.0), le(1.0))
+    patch_size: int = _opt(2, "dit: patch size", instance_of(int), ge(1))
+    hidden: int = _opt(128, "dit and mlp: token / hidden width", instance_of(int), ge(4))
+    depth: int = _opt(4, "dit: transformer blocks; mlp: residual layers", instance_of(int), ge(1))
+
+
+class DDPM(GenerativeModel):
+    """Denoising diffusion on images (int levels) or vectors; see the module docstring."""
+
+    Config: ClassVar[type] = DDPMConfig
+    likelihood: ClassVar[str] = "bound"
+    conditional: ClassVar[bool] = True
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 6000, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
+        "schedule": "cosine", "warmup": 200, "grad_clip": 1.0, "ema": 0.999, "eval_every": 500, "patience": 0,
+    }
+
+    def __init__(self, config: DDPMConfig, data: DataSpec):
+        super().__init__(config, data)
+        image = data.kind == "image"
+        if image and not data.levels:
+            raise DataError(f"ddpm: image data '{data.name}' must declare its number of levels")
+        self.levels = data.levels if image else None
+        self.network_name = config.network if config.network != "auto" else ("unet" if image else "mlp")
+        self.prediction = config.prediction if config.prediction != "auto" else ("levels" if image else "eps")
+        if self.prediction == "levels" and not image:
+            raise ConfigError("ddpm: prediction=levels needs image data; use eps, x0 or v for vectors")
+        self.variance = config.variance if config.variance != "auto" else ("beta_tilde" if image else "beta")
+        self.num_classes = data.num_classes if config.class_conditional else None
+        self.schedule = self._build_schedule(config)
+        self.network = self._build_network(config, data)
+
+    # -- construction ----------------------------------------------------------
+    @staticmethod
+    def _build_schedule(config: DDPMConfig) -> NoiseSchedule:
+        if config.schedule == "custom":
+            if not config.betas:
+                raise ConfigError("ddpm: schedule=custom needs betas=b1,b2,...")
+            return registry.get("schedule", "custom", betas=config.betas)
+        if config.betas:
+            raise ConfigError(f"ddpm: betas are only used with schedule=custom, not {config.schedule}")
+        return registry.get("schedule", config.schedule, T=config.T)
+
+    def _build_network(self, config: DDPMConfig, data: DataSpec) -> torch.nn.Module:
+        out = parameterization.output_channels(self.prediction, data.shape[0], self.levels)
+        common = {"shape": data.shape, "out_channels": out, "num_classes": self.num_classes}
+        options = {
+            "unet": {"channels": config.channels, "mults": config.mults, "blocks": config.blocks,
+                     "attention": config.attention, "heads": config.heads, "dropout": config.dropout},
+            "dit": {"patch_size": config.patch_size, "hidden": config.hidden, "depth": config.depth,
+                    "heads": config.heads},
+            "mlp": {"hidden": config.hidden, "depth": config.depth},
+        }[self.network_name]
+        return registry.get("network", self.network_name, **common, **options)
+
+    # -- the pieces the bound and the samplers share -----------------------------
+    def _device(self) -> torch.device:
+        return self.schedule.betas.device
+
+    def to_model_space(self, x: Tensor) -> Tensor:
+        """Stored data -> model space: levels to bin centres in [-1, 1] (images), floats unchanged."""
+        return to_unit_interval(x, self.levels) if self.levels else x.float()
+
+    def noise(self, shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None = None) -> Tensor:
+        """Standard normal draws of ``shape`` on the model's device, from ``generator``."""
+        return torch.randn(tuple(shape), generator=generator, device=self._device())
+
+    def denoise(self, xt: Tensor, t: Tensor, y: Tensor | None = None, guidance: float | None = None) -> Tensor:
+        r""":math:`\hat x_0(x_t, t, y)`, ``(B, *shape)``; with ``y`` and a guidance scale ``s != 1``,
+        :math:`\hat\epsilon_\varnothing + s(\hat\epsilon_y - \hat\epsilon_\varnothing)` (equivalently on :math:`\hat x_0`)."""
+        s = self.config.guidance if guidance is None else guidance
+        if y is None or s == 1.0:
+            x0 = self._x0(xt, t, y)
+        else:
+            null = torch.full_like(y, self.num_classes)
+            both = self._x0(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([y, null]))
+            cond, uncond = both.chunk(2)
+            x0 = uncond + s * (cond - uncond)
+        return x0.clamp(-1, 1) if self.levels and self.config.clip_x0 else x0
+
+    def _x0(self, xt: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+        out = self.network(xt, t, y)
+        return parameterization.to_x0(self.schedule, self.prediction, out, xt, t, self.levels)
+
+    def reverse_variance(self, t: Tensor, like: Tensor) -> Tensor:
+        r""":math:`\sigma_t^2` shaped to broadcast on ``like``."""
+        return bound.reverse_variance(self.schedule, t, self.variance, like)
+
+    def decode(self, x0: Tensor, generator: torch.Generator | None = None, mode: bool = False) -> Tensor:
+        """Draw from (or take the mode of) the decoder :math:`p(x_0 \\mid x_1)` with mean ``x0``: int64 levels or floats."""
+        scale = math.sqrt(float(self.schedule.betas[0]))
+        if self.levels:
+            if mode:
+                return torch.round((x0 + 1) * ((self.levels - 1) / 2)).clamp(0, self.levels - 1).long()
+            return DiscretizedGaussian(x0, torch.full_like(x0, math.log(scale)), self.levels).sample(generator)
+        return x0 if mode else Normal(x0, torch.full_like(x0, scale)).sample(generator)
+
+    def sampling_labels(self, n: int, condition: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        """``condition`` checked and moved to the device; for a conditional model without one, uniform labels."""
+        device = self._device()
+        if self.num_classes is None:
+            if condition is not None:
+                raise ConfigError("ddpm: this model is unconditional (its data had no labels or "
+                                  "class_conditional=false); sample without a label")
+            return None
+        if condition is None:
+            return torch.randint(self.num_classes, (n,), generator=generator, device=device)
+        y = torch.as_tensor(condition, device=device).long().reshape(-1)
+        if y.numel() == 1:
+            y = y.expand(n)
+        if y.shape != (n,) or int(y.min()) < 0 or int(y.max()) >= self.num_classes:
+            raise ConfigError(f"ddpm: condition must be {n} labels in [0, {self.num_classes})")
+        return y
+
+    # -- the bound ----------------------------------------------------------------
+    def terms(self, x: Tensor, y: Tensor | None, t: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For data ``x`` (stored type), steps ``t`` and noise ``eps``: the bound term at ``t``
+        (:math:`L_0` where ``t = 1``, else :math:`L_{t-1}`), ``(B,)`` nats, plus ``x0_hat`` and ``x_t``."""
+        x0 = self.to_model_space(x)
+        xt = self.schedule.q_sample(x0, t, eps)
+        x0_hat = self.denoise(xt, t, y, guidance=1.0)
+        kl = bound.kl_term(self.schedule, x0, x0_hat, t.clamp(min=2), self.variance)
+        first = t == 1
+        if bool(first.any()):
+            l0 = bound.decoder_nll(self.schedule, x, x0_hat, self.levels)
+            kl = torch.where(first, l0, kl)
+        return kl, x0_hat, xt
+
+    @torch.no_grad()
+    def bound(self, batch: Batch, steps: int = 0, seed: int | None = None, chunk: int = 2 ** 19) -> Tensor:
+        r"""The bound in nats, ``(B,)``: :math:`L_T + \sum_t L_{t-1} + L_0` (+ :math:`\log K` with labels).
+
+        ``steps = 0`` sums all ``T`` terms; ``steps = K`` draws one step per stratum of
+        ``round(linspace(0, T, K+1))`` and weights it by the stratum size (unbiased).
+        Noise comes from a generator seeded with ``seed`` (default ``config.seed``); the network
+        sees up to ``chunk`` scalars (examples x steps x dims) at a time.
+        """
+        T, device = self.schedule.T, self._device()
+        g = torch.Generator(device=device).manual_seed(self.config.seed if seed is None else seed)
+        x = batch.x.to(device)
+        y = self._labels(batch)
+        B = x.shape[0]
+        if steps and steps < T:
+            edges = torch.linspace(0, T, steps + 1, dtype=torch.float64).round().long()
+            sizes = edges[1:] - edges[:-1]
+            u = torch.rand(steps, generator=g, device=device, dtype=torch.float64).cpu()
+            ts = (edges[:-1] + 1 + (u * sizes).long()).tolist()
+            weights = sizes.tolist()
+        else:
+            ts, weights = list(range(1, T + 1)), [1] * T
+        total = bound.prior_term(self.schedule, self.to_model_space(x)).double()
+        per = max(1, chunk // (B * self.data.dims))
+        for i in range(0, len(ts), per):
+            tk = torch.tensor(ts[i:i + per], device=device)
+            wk = torch.tensor(weights[i:i + per], device=device, dtype=torch.float64)
+            k = len(tk)
+            xs = x.repeat(k, *([1] * (x.ndim - 1)))
+            ys = None if y is None else y.repeat(k)
+            tt = tk.repeat_interleave(B)
+            eps = torch.randn(xs.shape, generator=g, device=device)
+            term = self.terms(xs, ys, tt, eps)[0].double().reshape(k, B)
+            total = total + (wk[:, None] * term).sum(0)
+        if y is not None:
+            total = total + math.log(self.num_classes)
+        return total
+
+    def _labels(self, batch: Batch) -> Tensor | None:
+        if self.num_classes is None or batch.y is None:
+            return None
+        return batch.y.to(self._device()).long()
+
+    # -- the GenerativeModel contract -------------------------------------------------
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        x, device = batch.x.to(self._device()), self._device()
+        B, T = x.shape[0], self.schedule.T
+        y = self._labels(batch)
+        if y is not None and self.config.label_dropout > 0:
+            drop = torch.rand(B, device=device) < self.config.label_dropout
+            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        t = torch.randint(1, T + 1, (B,), device=device)
+        eps = torch.randn(x.shape, device=device)
+        x0 = self.to_model_space(x)
+        xt = self.schedule.q_sample(x0, t, eps)
+        out = self.network(xt, t, y)
+        x0_hat = parameterization.to_x0(self.schedule, self.prediction, out, xt, t, self.levels)
+        if self.prediction == "levels":
+            pred = parameterization.to_eps(self.schedule, x0_hat, xt, t)
+        else:
+            pred = out
+        target = parameterization.target(self.schedule, self.prediction, x0, eps, t)
+        simple = (pred - target).square().flatten(1).mean(1).mean()
+        if self.levels and self.config.clip_x0:
+            x0_hat = x0_hat.clamp(-1, 1)
+        kl = bound.kl_term(self.schedule, x0, x0_hat, t.clamp(min=2), self.variance)
+        l0 = bound.decoder_nll(self.schedule, x, x0_hat, self.levels)
+        vlb = (T * torch.where(t == 1, l0, kl) + bound.prior_term(self.schedule, x0)) / self.data.dims
+        vlb = vlb.mean()
+        loss = {"simple": simple, "vlb": vlb, "hybrid": simple + self.config.vlb_weight * vlb}[self.config.loss]
+        return {"loss": loss, "simple": simple.detach(), "vlb_nats_per_dim": vlb.detach()}
+
+    def nll(self, batch: Batch) -> Tensor:
+        """The variational bound in nats per example (upper bound on -log p of the data as stored)."""
+        with torch.no_grad():
+            return self.bound(batch, steps=self.config.nll_steps).to(torch.get_default_dtype())
+
+    def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
+        """Mean fixed-seed stratified estimate of the bound from ``val_steps`` steps (nats)."""
+        total = 0.0
+        with torch.no_grad():
+            for b in data.batches(batch_size):
+                total += float(self.bound(b, steps=self.config.val_steps).sum())
+        return total / max(len(data), 1)
+
+    def sample(self, n: int, condition: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        sampler = (DDPMSampler() if self.config.sampler == "ddpm"
+                   else DDIMSampler(self.config.sample_steps, self.config.eta))
+        return sampler(self, n, condition, generator)
+
+    def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
+        out = super().evaluate(data, batch_size)
+        out["bound_steps"] = self.config.nll_steps or self.schedule.T
+        return out
