@@ -139,9 +139,13 @@ def test_user_errors_are_one_line():
         _model(prior_options=("layers",))
 
 
-@pytest.mark.skipif("pixelcnn" in gm.registry.names("model"), reason="gmkit-pixelcnn is installed")
-def test_missing_pixelcnn_names_the_plugin():
-    with pytest.raises(NotRegisteredError, match="pip install gmkit-pixelcnn"):
+def test_missing_pixelcnn_names_the_plugin(monkeypatch):
+    import gmkit_core.builtin as core_plugin
+    import gmkit_vqvae.model as vq_model
+    from gmkit_core.registry import Registry
+
+    monkeypatch.setattr(vq_model, "registry", Registry(plugins=[core_plugin]))  # as if gmkit-pixelcnn were absent
+    with pytest.raises(NotRegisteredError, match=r"install the plugin gmkit-pixelcnn \(pip install gmkit-pixelcnn\), or set prior=uniform"):
         gm.registry.get("model", "vqvae", data=load("digits").spec)
 
 
