@@ -78,7 +78,7 @@ class MADE(nn.Module):
             degrees.append(torch.arange(h) % max(features - 1, 1) + 1)
         self.hidden = nn.ModuleList(
             MaskedLinear((d_out[:, None] >= d_in[None, :]).long())
-            for d_in, d_out in zip(degrees[:-1], degrees[1:])
+            for d_in, d_out in zip(degrees[:-1], degrees[1:], strict=True)
         )
         out_degrees = order.repeat(params)  # unit p*D + i is parameter p of feature i
         self.out = _zero(MaskedLinear((out_degrees[:, None] > degrees[-1][None, :]).long()))
