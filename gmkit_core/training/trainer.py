@@ -178,17 +178,18 @@ class _Loop:
         config, outcome = self.config, Outcome()
         self.owner.outcome = outcome
         start = time.perf_counter()
-        logged: dict[str, torch.Tensor] = {}
+        self._sums: torch.Tensor | None = None
+        self._keys: list[str] = []
+        self._count = 0
         bar = self._progress()
         examples = 0
         try:
             while self.step < config.steps:
-                logged = self._train_step(logged)
+                self._train_step()
                 examples += config.batch_size * config.accumulate
                 self.step += 1
                 if self.step % config.log_every == 0 or self.step == config.steps:
-                    self._log(logged, bar, examples / max(time.perf_counter() - start, 1e-9))
-                    logged = {}
+                    self._log(bar, examples / max(time.perf_counter() - start, 1e-9))
                 if config.eval_every and self.step % config.eval_every == 0:
                     if self._evaluate(bar) and config.patience and self.bad_evals >= config.patience:
                         outcome.stopped_early = True
@@ -211,12 +212,12 @@ class _Loop:
         outcome.step, outcome.best_step, outcome.best_score = self.step, self.best_step, self.best_score
         return self._finish(outcome)
 
-    def _train_step(self, logged: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _train_step(self) -> None:
         config, model = self.config, self.model
         model.train()
         model.step = self.step
         if self.optimizer is None:
-            return logged
+            return
         lr = learning_rate(config, self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -228,18 +229,21 @@ class _Loop:
                 out = self.wrapped(batch.x, batch.y)
                 loss = out["loss"] / config.accumulate
                 loss.backward()
-            for key, value in out.items():
-                v = value.detach().float().mean()
-                logged[key] = logged.get(key, 0) + v / config.accumulate
+            self._accumulate(out, config.accumulate)
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(model)
-        logged["lr"] = torch.tensor(lr)
-        logged["_n"] = logged.get("_n", 0) + 1
-        return logged
+        self._count += 1
+
+    def _accumulate(self, out: dict[str, torch.Tensor], accumulate: int) -> None:
+        """Running sums of the logged scalars: one stacked tensor, no host sync per step."""
+        if not self._keys:
+            self._keys = list(out)
+        values = torch.stack([out[k].detach().float().reshape(()) for k in self._keys]) / accumulate
+        self._sums = values if self._sums is None else self._sums + values
 
     def _next_batch(self) -> Batch:
         size = self.config.batch_size
@@ -252,12 +256,13 @@ class _Loop:
             index = index[self.world.rank::self.world.size]
         return self.train.batch(index).to(self.device)
 
-    def _log(self, logged: dict[str, torch.Tensor], bar: Any, rate: float) -> None:
-        if not logged:
+    def _log(self, bar: Any, rate: float) -> None:
+        if self._sums is None:
             return
-        count = float(logged.pop("_n", 1))
-        lr = float(logged.pop("lr"))
-        values = {k: float(v) / count for k, v in logged.items()}
+        sums, count = self._sums.tolist(), self._count
+        self._sums, self._count = None, 0
+        lr = learning_rate(self.config, self.step - 1)
+        values = {k: v / count for k, v in zip(self._keys, sums, strict=True)}
         if not all(math.isfinite(v) for v in values.values()):
             bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
             raise TrainingError(
