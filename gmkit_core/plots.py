@@ -54,7 +54,9 @@ def save_samples_png(samples: torch.Tensor, spec: Any, path: str | Path, ncol: i
         return path
     pts = samples.detach().cpu().float().numpy()
     if pts.shape[1] != 2:
-        raise ValueError(f"PNG output draws 2D points; these samples have {pts.shape[1]} dimensions (write .h5)")
+        from .errors import ConfigError
+
+        raise ConfigError(f"PNG output draws 2D points; these samples have {pts.shape[1]} dimensions (write .h5 or .npz)")
     plt, fig = _figure(4.5, 4.5)
     ax = fig.add_subplot(111)
     ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color="#1f5fa8", linewidths=0)
