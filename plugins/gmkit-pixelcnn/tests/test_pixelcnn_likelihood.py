@@ -7,11 +7,12 @@ import math
 
 import pytest
 import torch
-from gmkit_core.data import Batch, DataSpec
-from gmkit_core.registry import registry
 from gmkit_pixelcnn.outputs import CategoricalOutput, LogisticMixtureOutput
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gmkit_core.data import Batch, DataSpec
+from gmkit_core.registry import registry
 
 
 @settings(max_examples=20, deadline=None)

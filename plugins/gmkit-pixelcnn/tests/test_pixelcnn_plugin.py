@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+
 from gmkit_core.data import DataSpec
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.registry import registry

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+
 from gmkit_core.errors import ConfigError
 from gmkit_core.interfaces import Prior
 from gmkit_core.registry import registry

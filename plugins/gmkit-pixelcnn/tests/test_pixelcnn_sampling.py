@@ -6,12 +6,13 @@ import itertools
 
 import pytest
 import torch
-from gmkit_core.data import DataSpec
-from gmkit_core.errors import ConfigError
-from gmkit_core.registry import registry
 from gmkit_pixelcnn.sampling import sample_fast, sample_naive
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gmkit_core.data import DataSpec
+from gmkit_core.errors import ConfigError
+from gmkit_core.registry import registry
 
 
 def _condition(kind: str | None, n: int, height: int, width: int) -> torch.Tensor | None:

@@ -22,6 +22,7 @@ def bench_sampler(sizes: tuple[int, ...] = (8, 28), n: int = 4, levels: int = 17
                   hidden: int = 32, layers: int = 5, seed: int = 0, threads: int = 1) -> dict[str, Any]:
     """Time both samplers on ``(1, s, s)`` images for each ``s`` in ``sizes``; returns a JSON-ready dict."""
     import torch
+
     from gmkit_core.data import DataSpec
     from gmkit_core.registry import registry
 

@@ -18,8 +18,9 @@ arXiv:1606.05328, eqs. 4 and 5). Kinds:
 from __future__ import annotations
 
 import torch.nn.functional as F
-from gmkit_core.errors import ConfigError
 from torch import Tensor, nn
+
+from gmkit_core.errors import ConfigError
 
 __all__ = ["KINDS", "ConditionEncoder", "at", "row", "project"]
 

@@ -15,10 +15,11 @@ import math
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
+
 from gmkit_core.data import Batch, DataSpec
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import GenerativeModel
-from torch import Tensor
 
 from .config import PixelCNNConfig
 from .network import PixelCNNNet

@@ -19,9 +19,10 @@ Both sum to one over the levels exactly; the shared math lives in
 from __future__ import annotations
 
 import torch
+from torch import Tensor
+
 from gmkit_core.distributions import Categorical, DiscretizedLogisticMixture, sample_categorical
 from gmkit_core.errors import ConfigError
-from torch import Tensor
 
 __all__ = ["OUTPUTS", "CategoricalOutput", "LogisticMixtureOutput", "make_output"]
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
+
 from gmkit_core.config import make_config
 from gmkit_core.errors import ConfigError
 from gmkit_core.interfaces import Prior
-from torch import Tensor
 
 from .config import PixelCNNConfig
 from .network import PixelCNNNet

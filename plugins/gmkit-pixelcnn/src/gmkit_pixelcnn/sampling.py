@@ -20,8 +20,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from gmkit_core.errors import ConfigError
 from torch import Tensor
+
+from gmkit_core.errors import ConfigError
 
 from .network import PixelCNNNet
 from .outputs import CategoricalOutput, LogisticMixtureOutput
