@@ -31,6 +31,7 @@ def test_conformance_with_priors_from_other_plugins(name: str, prior: str, gmkit
 @pytest.mark.parametrize("name", ["vae", "cvae", "hvae"])
 def test_latent_gmm_sampler_drives_encode_and_decode(name: str) -> None:
     import torch
+
     from gmkit_core.data import Dataset, load
     from gmkit_core.registry import registry
 

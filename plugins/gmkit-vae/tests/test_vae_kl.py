@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import torch
-from gmkit_core.distributions import Normal, StandardNormal
-from gmkit_core.interfaces import Prior
 from gmkit_vae.bounds import elbo, kl_divergence
 from gmkit_vae.networks import GaussianEncoder, ObservationDecoder
 from gmkit_vae.observations import make_observation
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gmkit_core.distributions import Normal, StandardNormal
+from gmkit_core.interfaces import Prior
 
 torch.set_default_dtype(torch.float64)
 

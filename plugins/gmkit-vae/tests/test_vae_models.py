@@ -7,14 +7,15 @@ import types
 
 import pytest
 import torch
+from gmkit_vae.hierarchical import MarkovPosterior, MarkovPrior
+from gmkit_vae.observations import make_observation
+
 from gmkit_core import hookimpl
 from gmkit_core.data import Batch, Dataset, DataSpec, load
 from gmkit_core.distributions import Normal
 from gmkit_core.errors import ConfigError, DataError, NotRegisteredError
 from gmkit_core.interfaces import Prior
 from gmkit_core.registry import registry
-from gmkit_vae.hierarchical import MarkovPosterior, MarkovPrior
-from gmkit_vae.observations import make_observation
 
 VARIANTS = ["vae", "beta_vae", "cvae", "iwae", "hvae"]
 SMALL = {"latent_dim": 4, "hidden": (32,), "iwae_k": 6, "iwae_chunk": 4, "warmup_steps": 10}

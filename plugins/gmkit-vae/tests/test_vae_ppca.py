@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 
 import torch
-from gmkit_core.distributions import Normal, StandardNormal
 from gmkit_vae.bounds import elbo, iwae
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
+
+from gmkit_core.distributions import Normal, StandardNormal
 
 torch.set_default_dtype(torch.float64)
 
@@ -103,8 +104,8 @@ def test_elbo_below_iwae_below_log_px_and_iwae_grows_with_k(seed: int, n: int, d
         errs.append(est.std(0) / math.sqrt(r))
     # ELBO and IWAE-1 estimate the same number
     assert torch.all((means[0] - means[1]).abs() < 5 * (errs[0] + errs[1]))
-    for (lo, elo), (hi, ehi) in zip(zip(means[1:], errs[1:]), zip(means[2:], errs[2:])):
-        assert torch.all(hi > lo - 4 * (elo + ehi)), (lo, hi)
+    for i in range(1, len(means) - 1):  # IWAE-k, k = 1, 4, 16, 64: non-decreasing
+        assert torch.all(means[i + 1] > means[i] - 4 * (errs[i] + errs[i + 1])), (means[i], means[i + 1])
     assert torch.all(means[-1] <= log_px + 4 * errs[-1])
     # q is poor: the ELBO is strictly below, and IWAE-64 closes much of the gap
     assert torch.all(means[0] < log_px - 5 * errs[0])

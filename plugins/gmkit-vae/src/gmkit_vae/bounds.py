@@ -27,9 +27,10 @@ import math
 from typing import Any, NamedTuple
 
 import torch
+from torch import Tensor, nn
+
 from gmkit_core.distributions import Normal, StandardNormal
 from gmkit_core.interfaces import Prior
-from torch import Tensor, nn
 
 __all__ = ["ELBO", "elbo", "iwae", "kl_divergence", "log_weights"]
 

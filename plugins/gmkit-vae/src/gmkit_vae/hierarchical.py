@@ -22,10 +22,11 @@ from typing import Any
 import attrs
 import torch
 from attrs import validators as v
+from torch import Tensor, nn
+
 from gmkit_core.distributions import Normal
 from gmkit_core.interfaces import Decoder, Encoder, Prior
 from gmkit_core.registry import registry
-from torch import Tensor, nn
 
 from .model import VAE, VAEConfig, _help
 from .networks import GaussianEncoder, ObservationDecoder, mlp
@@ -63,7 +64,7 @@ class MarkovPosterior:
     def log_prob(self, z: Tensor) -> Tensor:
         layers = z.split(self.dim, dim=-1)
         out = self.first.log_prob(layers[0])
-        for link, below, above in zip(self.links, layers[:-1], layers[1:]):
+        for link, below, above in zip(self.links, layers[:-1], layers[1:], strict=True):
             out = out + link(below).log_prob(above)
         return out
 
@@ -101,7 +102,7 @@ class MarkovPrior(Prior):
     def log_prob(self, z: Tensor) -> Tensor:
         layers = z.split(self.dim, dim=-1)
         out = self.top.log_prob(layers[-1])
-        for link, below, above in zip(self.links, layers[:-1], layers[1:]):
+        for link, below, above in zip(self.links, layers[:-1], layers[1:], strict=True):
             out = out + link(above).log_prob(below)
         return out
 

@@ -28,11 +28,12 @@ from typing import Any, ClassVar
 import attrs
 import torch
 from attrs import validators as v
+from torch import Tensor, nn
+
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.errors import DataError
 from gmkit_core.interfaces import GenerativeModel, Prior
 from gmkit_core.registry import registry
-from torch import Tensor, nn
 
 from .bounds import ELBO, elbo, iwae
 from .networks import ACTIVATIONS, NETWORKS, GaussianEncoder, ObservationDecoder, choose_network
@@ -91,7 +92,7 @@ class VAE(GenerativeModel):
     likelihood: ClassVar[str] = "bound"
     conditional: ClassVar[bool] = False
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 12000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
+        "steps": 8000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
         "schedule": "cosine", "warmup": 0, "grad_clip": 0.0, "ema": 0.0, "eval_every": 250, "patience": 0,
     }
 
@@ -139,7 +140,7 @@ class VAE(GenerativeModel):
         terms, w = self.bound(batch), self.kl_weight()
         loss = -(terms.reconstruction - w * terms.kl).mean()
         return {"loss": loss, "elbo": terms.elbo.mean().detach(), "kl": terms.kl.mean().detach(),
-                "kl_weight": torch.tensor(w)}
+                "kl_weight": loss.new_tensor(w)}
 
     def nll(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
         """``-ELBO`` ``(B,)`` nats (one posterior draw): an upper bound on ``-log P(x)``."""
@@ -266,4 +267,4 @@ class IWAE(VAE):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         bound = iwae(batch.x, self.encoder, self.decoder, self.prior, self.config.k, self._condition(batch),
                      kl_weight=self.kl_weight())
-        return {"loss": -bound.mean(), "objective": bound.mean().detach(), "kl_weight": torch.tensor(self.kl_weight())}
+        return {"loss": -bound.mean(), "objective": bound.mean().detach(), "kl_weight": bound.new_tensor(self.kl_weight())}

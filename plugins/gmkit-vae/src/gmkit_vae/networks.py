@@ -12,18 +12,19 @@ as bin centres in ``[-1, 1]``.
 
 The ``conv`` torso halves the image twice with stride-2 convolutions (so ``H`` and
 ``W`` must be multiples of 4); ``auto`` uses it for images of at least 16x16 and an
-MLP otherwise (on 8x8 digits an MLP is as good and several times faster).
+MLP otherwise.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from gmkit_core.data import DataSpec
 from gmkit_core.distributions import Normal, to_unit_interval
 from gmkit_core.errors import ConfigError
 from gmkit_core.interfaces import Decoder, Encoder
-from torch import Tensor, nn
 
 from .observations import Observation
 
@@ -36,7 +37,7 @@ ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 def mlp(sizes: list[int], activation: str = "elu", dropout: float = 0.0) -> nn.Sequential:
     """``Linear -> act -> dropout`` for every hidden layer, a plain ``Linear`` last."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())

@@ -23,6 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
+
 from gmkit_core.data import DataSpec
 from gmkit_core.distributions import (
     Bernoulli,
@@ -32,7 +34,6 @@ from gmkit_core.distributions import (
     Normal,
 )
 from gmkit_core.errors import ConfigError
-from torch import Tensor
 
 __all__ = ["OBSERVATIONS", "Observation", "make_observation"]
 
