@@ -125,8 +125,12 @@ class GMM(GenerativeModel):
         z, offset = self._to_latent(x, generator)
         return self.mixture.log_prob(z) + offset
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(self.config.seed)
+    def _generator(self, device: torch.device, stream: int) -> torch.Generator:
+        """Seeded noise: stream 0 fits (initialisation, training dequantisation), stream 1 evaluates.
+
+        Separate streams keep the evaluation noise independent of the noise the mixture was fitted to.
+        """
+        return torch.Generator(device=device).manual_seed(2 * self.config.seed + stream)
 
     # -- the GenerativeModel contract ---------------------------------------------------
     def loss(self, batch: Batch) -> dict[str, Tensor]:
@@ -142,7 +146,7 @@ class GMM(GenerativeModel):
         """``(B,)`` nats: exact on vectors; on images the ``eval_samples``-draw bound, seeded by ``seed``."""
         if not self.data.is_image:
             return -self._log_density(batch.x)
-        generator = self._generator(batch.x.device)
+        generator = self._generator(batch.x.device, 1)
         draws = torch.stack([self._log_density(batch.x, generator) for _ in range(self.config.eval_samples)])
         return math.log(self.config.eval_samples) - torch.logsumexp(draws, 0)
 
@@ -164,7 +168,7 @@ class GMM(GenerativeModel):
         """EM fit (``fit="em"``, best of ``restarts``) or k-means++ initialisation (``fit="gradient"``)."""
         cfg = self.config
         device = self.mixture.loc.device
-        generator = self._generator(device)
+        generator = self._generator(device, 0)
         x = train.x.to(device)
         copies = cfg.dequant_copies if self.data.is_image else 1
         reg = self.reg_covar
