@@ -158,3 +158,12 @@ def test_unconditional_and_config_errors() -> None:
 def test_conformance(data: str, options: dict[str, object]) -> None:
     testing = pytest.importorskip("gmkit_core.testing")
     testing.check_model("gmm", data=data, **options)
+
+
+def test_singular_fit_is_a_config_error_naming_reg_covar() -> None:
+    x = torch.randn(100, 3)
+    x[:, 2] = 0.0  # the data lie in a plane: unregularised covariances are singular
+    data = Dataset(x, None, DataSpec("plane", "vector", (3,)), "train")
+    model = registry.get("model", "gmm", data=data.spec, components=2, reg_covar=0.0)
+    with pytest.raises(ConfigError, match="reg_covar"):
+        model.prepare(data)
