@@ -107,6 +107,7 @@ class DDPM(GenerativeModel):
             raise ConfigError("ddpm: prediction=levels needs image data; use eps, x0 or v for vectors")
         self.variance = config.variance if config.variance != "auto" else ("beta_tilde" if image else "beta")
         self.num_classes = data.num_classes if config.class_conditional else None
+        self.conditional = self.num_classes is not None  # this instance's capability (the class can be either)
         self.schedule = self._build_schedule(config)
         self.network = self._build_network(config, data)
 

@@ -125,18 +125,18 @@ class UNet(nn.Module):
         h = self.inp(x)  # (B, channels, H, W)
         hs = [h]
         for layer in self.down:
-            h = self._apply(layer, h, c)
+            h = self._run(layer, h, c)
             hs.append(h)
         h = self.mid[2](self.mid[1](self.mid[0](h, c)), c)  # (B, width, H/2^k, W/2^k)
         for layer in self.up:
             if isinstance(layer, nn.ModuleList):
-                h = self._apply(layer, torch.cat([h, hs.pop()], dim=1), c)
+                h = self._run(layer, torch.cat([h, hs.pop()], dim=1), c)
             else:
                 h = layer(h)
         return self.out(h)  # (B, out_channels, H, W)
 
     @staticmethod
-    def _apply(layer: nn.Module, h: Tensor, c: Tensor) -> Tensor:
+    def _run(layer: nn.Module, h: Tensor, c: Tensor) -> Tensor:
         if not isinstance(layer, nn.ModuleList):
             return layer(h)
         h = layer[0](h, c)
