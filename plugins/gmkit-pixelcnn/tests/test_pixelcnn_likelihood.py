@@ -79,7 +79,7 @@ def test_nll_equals_brute_force_chain_rule(arch, output, shape, position_bias, b
 def test_model_nll_loss_and_evaluate(name):  # noqa: ANN001
     torch.manual_seed(0)
     spec = DataSpec("tiny", "image", (1, 3, 3), levels=5, num_classes=3)
-    model = registry.get("model", name, data=spec, hidden=8, layers=2).double()
+    model = registry.get("model", name, data=spec, hidden=8, layers=2).double().eval()
     x, y = torch.randint(5, (6, 1, 3, 3)), torch.arange(6) % 3
     batch = Batch(x, y)
     nll = model.nll(batch)

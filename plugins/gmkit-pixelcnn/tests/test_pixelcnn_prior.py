@@ -29,7 +29,7 @@ def test_prior_over_code_maps():
 def test_prior_is_a_normalised_law(shape):  # noqa: ANN001
     """Summing exp(log p(z)) over every possible code map gives one, for each accepted shape form."""
     torch.manual_seed(0)
-    prior = registry.get("prior", "pixelcnn", shape=shape, levels=3, hidden=8, layers=2).double()
+    prior = registry.get("prior", "pixelcnn", shape=shape, levels=3, hidden=8, layers=2).double().eval()
     event = (shape,) if isinstance(shape, int) else shape
     dims = int(torch.tensor(event).prod())
     codes = torch.tensor(list(itertools.product(range(3), repeat=dims))).view(-1, *event)

@@ -84,14 +84,14 @@ class GatedLayer(nn.Module):
     def forward(self, v: Tensor, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         a_v = self.vertical(v)                                    # (B, 2F, H, W)
         a_h = self.horizontal(h) + _shift_down(self.link(a_v))    # (B, 2F, H, W)
-        v_out = _gate(_add(a_v, project(self.condition_v, y)))    # (B, F, H, W)
+        v_out = self.dropout(_gate(_add(a_v, project(self.condition_v, y))))  # (B, F, H, W)
         h_out = self.out(self.dropout(_gate(_add(a_h, project(self.condition_h, y)))))
         return v_out, h_out + h if self.residual else h_out
 
     def vertical_row(self, v: Tensor, i: int, y_v: Tensor | None) -> tuple[Tensor, Tensor]:
         """Row ``i`` of ``v'`` ``(B, F, 1, W)`` and of ``U a_v`` ``(B, 2F, 1, W)`` (the link into row ``i + 1``)."""
         a_v = self.vertical.region(v, i, i + 1, 0, v.shape[-1])
-        return _gate(_add(a_v, row(y_v, i))), self.link(a_v)
+        return self.dropout(_gate(_add(a_v, row(y_v, i)))), self.link(a_v)
 
     def horizontal_pixel(self, h: Tensor, i: int, j: int, link: Tensor, y_h: Tensor | None) -> Tensor:
         """``h'`` at pixel ``(i, j)``, ``(B, F, 1, 1)``, given the link ``(B, 2F, 1, 1)`` from row ``i - 1``."""
