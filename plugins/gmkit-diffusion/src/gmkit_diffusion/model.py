@@ -40,7 +40,8 @@ __all__ = ["DDPM", "DDPMConfig"]
 
 
 def _opt(default: Any, help: str, *validators: Any) -> Any:  # noqa: A002 - attrs metadata key
-    return attrs.field(default=default, validator=list(validators), metadata={"help": help})
+    validator = validators[0] if len(validators) == 1 else list(validators)
+    return attrs.field(default=default, validator=validator or None, metadata={"help": help})
 
 
 @attrs.frozen
@@ -51,7 +52,7 @@ class DDPMConfig:
                         in_(("auto", "unet", "dit", "mlp")))
     schedule: str = _opt("loglinear", "noise schedule: loglinear (log SNR from 9.2 to -10), linear (1e-4..0.02), "
                          "cosine (s=0.008), custom (uses betas)", in_(("loglinear", "linear", "cosine", "custom")))
-    T: int = _opt(1000, "number of diffusion steps (ignored by schedule=custom, whose length is T)", instance_of(int), ge(2))
+    T: int = _opt(1000, "number of diffusion steps (schedule=custom takes T = len(betas))", instance_of(int), ge(2))
     betas: tuple[float, ...] = _opt((), "betas of schedule=custom, comma separated, each in (0, 1)")
     prediction: str = _opt("auto", "what the network predicts: eps, x0, v, levels (images: logits over grey levels), "
                            "or auto (levels for images, eps for vectors)", in_(("auto", *parameterization.PREDICTIONS)))
@@ -74,8 +75,8 @@ class DDPMConfig:
     val_steps: int = _opt(50, "steps of the fixed-seed bound estimate used as the validation score", instance_of(int), ge(1))
     seed: int = _opt(0, "seed of the noise in nll and the validation score", instance_of(int))
     channels: int = _opt(32, "unet: base width", instance_of(int), ge(1))
-    mults: tuple[int, ...] = _opt((1, 2, 2), "unet: width multiplier per resolution, comma separated")
-    blocks: int = _opt(2, "unet: residual blocks per resolution", instance_of(int), ge(1))
+    mults: tuple[int, ...] = _opt((1, 2), "unet: width multiplier per resolution, comma separated")
+    blocks: int = _opt(1, "unet: residual blocks per resolution", instance_of(int), ge(1))
     attention: tuple[int, ...] = _opt((4,), "unet: resolutions (side length) with self-attention, comma separated")
     heads: int = _opt(4, "unet and dit: attention heads", instance_of(int), ge(1))
     dropout: float = _opt(0.1, "unet: dropout in the residual blocks", ge(0.0), le(1.0))
@@ -91,8 +92,8 @@ class DDPM(GenerativeModel):
     likelihood: ClassVar[str] = "bound"
     conditional: ClassVar[bool] = True
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 6000, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
-        "schedule": "cosine", "warmup": 200, "grad_clip": 1.0, "ema": 0.999, "eval_every": 500, "patience": 0,
+        "steps": 1500, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
+        "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 500, "patience": 0,
     }
 
     def __init__(self, config: DDPMConfig, data: DataSpec):
