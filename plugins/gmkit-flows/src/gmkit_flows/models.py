@@ -199,7 +199,7 @@ def _flat(shape: tuple[int, ...], stack: Transform) -> Transform:
 
 @attrs.frozen
 class MAFConfig(DataOptions):
-    layers: int = _positive(5, "number of MADE layers")
+    layers: int = _positive(10, "number of MADE layers")
     hidden: int = _positive(128, "hidden units per MADE layer")
     depth: int = _positive(2, "hidden layers per MADE")
     dropout: float | None = _dropout()
