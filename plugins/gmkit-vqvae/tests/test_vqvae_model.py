@@ -15,7 +15,7 @@ from gmkit_core.testing import check_model
 from gmkit_vqvae.code_prior import UniformCodes
 from gmkit_vqvae.likelihoods import LIKELIHOODS, DecodedImage, Likelihood
 
-SMALL = dict(hidden=16, res_blocks=1, codebook_size=8, code_dim=4, prior="uniform")
+SMALL = dict(hidden=16, res_blocks=1, codebook_size=8, code_dim=4, downsample=2, prior="uniform")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _model(**options):
     {}, {"codebook_update": "loss", "decoder": "categorical"}, {"decoder": "mse"}, {"decoder": "logistic", "downsample": 8},
 ])
 def test_conformance(options):
-    check_model("vqvae", data="digits", n_train=32, **SMALL, **options)
+    check_model("vqvae", data="digits", n_train=32, **{**SMALL, **options})
 
 
 @pytest.mark.parametrize("decoder", ["categorical", "logistic_mixture"])

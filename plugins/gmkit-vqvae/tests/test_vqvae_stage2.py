@@ -18,7 +18,7 @@ from gmkit_core.distributions import Categorical, sample_categorical
 from gmkit_core.interfaces import GenerativeModel
 from gmkit_core.registry import Registry
 
-SMALL = dict(hidden=16, res_blocks=1, codebook_size=8, code_dim=4)
+SMALL = dict(hidden=16, res_blocks=1, codebook_size=8, code_dim=4, downsample=2)
 
 
 @attrs.frozen

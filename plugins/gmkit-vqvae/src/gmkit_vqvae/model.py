@@ -77,7 +77,7 @@ class VQVAEConfig:
 
     codebook_size: int = _field(64, "K, the number of codes", v.instance_of(int), _positive)
     code_dim: int = _field(16, "D, the dimension of each code vector", v.instance_of(int), _positive)
-    downsample: int = _field(2, "s: the code map is (H/s, W/s)", v.in_((1, 2, 4, 8)))
+    downsample: int = _field(4, "s: the code map is (H/s, W/s)", v.in_((1, 2, 4, 8)))
     hidden: int = _field(32, "channels of the encoder and decoder", v.instance_of(int), _positive)
     res_blocks: int = _field(1, "residual blocks in the encoder and in the decoder", v.instance_of(int), v.ge(0))
     decoder: str = _field("logistic_mixture", "p(x|z_q): logistic_mixture, logistic, categorical (bounds) or mse",
@@ -94,7 +94,7 @@ class VQVAEConfig:
                         v.instance_of(str), v.min_len(1))
     prior_options: tuple[str, ...] = _field((), "key=value options of the prior model, e.g. prior_options=layers=4,hidden=32",
                                             v.instance_of(tuple), _assignments)
-    prior_train: tuple[str, ...] = _field(("steps=1000",), "key=value trainer settings for stage 2 over the prior's own defaults, e.g. prior_train=steps=2000,lr=1e-3",
+    prior_train: tuple[str, ...] = _field(("steps=600", "lr=1e-3", "eval_every=50"), "key=value trainer settings for stage 2 over the prior's own defaults, e.g. prior_train=steps=2000,lr=1e-3",
                                           v.instance_of(tuple), _assignments)
     decode: str = _field("sample", "how samples leave the decoder: sample from p(x|z_q) or take its mode",
                          v.in_(("sample", "mode")))
@@ -125,7 +125,7 @@ class VQVAE(GenerativeModel):
     likelihood: ClassVar[str] = "bound"
     conditional: ClassVar[bool] = False
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 2000, "batch_size": 128, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
+        "steps": 1000, "batch_size": 128, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
         "warmup": 100, "grad_clip": 1.0, "ema": 0.0, "eval_every": 250,
     }
 
