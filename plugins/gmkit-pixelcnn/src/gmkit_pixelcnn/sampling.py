@@ -1,7 +1,8 @@
 r"""Ancestral sampling :math:`x_{i,c} \sim p(x_{i,c} \mid x_{<(i,c)}, y)` in model order.
 
-Two samplers draw exactly the same images for the same generator (they
-consume it identically: one draw of ``n`` values per sub-pixel, in order):
+Two samplers draw the same images for the same generator: they consume it
+identically (one draw of ``n`` values per sub-pixel, in order) and compute the
+same parameters, up to the summation order of float arithmetic:
 
 - :func:`sample_naive` runs the whole network on the whole image for each of
   the ``C*H*W`` sub-pixels: ``O(C (HW)^2)`` pixel-layer evaluations.

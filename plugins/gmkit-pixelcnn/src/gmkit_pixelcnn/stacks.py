@@ -17,6 +17,7 @@ with ``F`` features and kernel ``k`` (``p = k // 2``) carries a vertical map
     a_h &= W_h * h + U\,\mathrm{shift}_{\downarrow}(a_v) \quad (\text{kernel } 1 \times (p+1),\ \text{columns } j-p..j)\\
     h' &= h + W_o\,[\tanh(a_h^{(1)} + V_h y) \odot \sigma(a_h^{(2)} + V'_h y)]
 
+(dropout, in training, acts on :math:`v'` and on the gated horizontal features),
 where :math:`\mathrm{shift}_\downarrow` moves the vertical pre-activations one
 row down, so ``h`` at row ``i`` sees ``v`` from rows ``< i`` only. The
 horizontal kernel's last tap is the current pixel, channel-masked (type A in
