@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from gmkit_vae.bounds import elbo, kl_divergence
 from gmkit_vae.networks import GaussianEncoder, ObservationDecoder
@@ -12,7 +13,15 @@ from hypothesis import strategies as st
 from gmkit_core.distributions import Normal, StandardNormal
 from gmkit_core.interfaces import Prior
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64():
+    """float64 for this module's math, restored after it so other test files keep float32."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 SETTINGS = settings(max_examples=8, deadline=None)
 seeds = st.integers(0, 2**31 - 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from gmkit_vae.bounds import elbo, iwae
 from hypothesis import given, settings
@@ -19,7 +20,15 @@ from torch import Tensor, nn
 
 from gmkit_core.distributions import Normal, StandardNormal
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64():
+    """float64 for this module's math, restored after it so other test files keep float32."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 SETTINGS = settings(max_examples=6, deadline=None)
 
