@@ -94,7 +94,7 @@ class VQVAEConfig:
                         v.instance_of(str), v.min_len(1))
     prior_options: tuple[str, ...] = _field((), "key=value options of the prior model, e.g. prior_options=layers=4,hidden=32",
                                             v.instance_of(tuple), _assignments)
-    prior_train: tuple[str, ...] = _field(("steps=600", "lr=1e-3", "eval_every=50"), "key=value trainer settings for stage 2 over the prior's own defaults, e.g. prior_train=steps=2000,lr=1e-3",
+    prior_train: tuple[str, ...] = _field(("steps=1000", "lr=2e-3", "eval_every=50"), "key=value trainer settings for stage 2 over the prior's own defaults, e.g. prior_train=steps=2000,lr=1e-3",
                                           v.instance_of(tuple), _assignments)
     decode: str = _field("sample", "how samples leave the decoder: sample from p(x|z_q) or take its mode",
                          v.in_(("sample", "mode")))
