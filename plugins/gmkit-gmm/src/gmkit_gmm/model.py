@@ -66,7 +66,7 @@ class GMMConfig:
         metadata={"help": "added to every covariance diagonal in EM, in the modelled space; "
                           f"default: {REG_LOGIT} on images in logit space, else {REG_PLAIN}"})
     max_iter: int = attrs.field(default=200, validator=v.ge(1), metadata={"help": "most EM iterations per restart"})
-    tol: float = attrs.field(default=1e-3, validator=v.gt(0.0),
+    tol: float = attrs.field(default=1e-4, validator=v.gt(0.0),
                              metadata={"help": "EM stops when the mean log-likelihood changes by less (nats per example)"})
     kmeans_iterations: int = attrs.field(default=10, validator=v.ge(0),
                                          metadata={"help": "Lloyd iterations after k-means++ seeding"})
