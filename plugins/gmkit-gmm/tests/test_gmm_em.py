@@ -113,7 +113,7 @@ def test_em_is_deterministic_given_the_generator() -> None:
     a, b = GaussianMixture(2, 3, "diag").double(), GaussianMixture(2, 3, "diag").double()
     fit_em(a, x, generator=torch.Generator().manual_seed(9))
     fit_em(b, x, generator=torch.Generator().manual_seed(9))
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
 
 

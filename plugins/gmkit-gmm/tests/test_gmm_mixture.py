@@ -6,10 +6,11 @@ import math
 
 import pytest
 import torch
-from gmkit_core.errors import ConfigError
 from gmkit_gmm.mixture import COVARIANCES, GaussianMixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gmkit_core.errors import ConfigError
 
 
 def random_mixture(dim: int, k: int, covariance: str, seed: int) -> GaussianMixture:
@@ -104,7 +105,7 @@ def test_gradients_match_finite_differences(covariance: str) -> None:
     names = [name for name, _ in m.named_parameters()]
 
     def f(*values: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(m, dict(zip(names, values)), (x,))
+        return torch.func.functional_call(m, dict(zip(names, values, strict=True)), (x,))
 
     assert torch.autograd.gradcheck(f, tuple(p.detach().requires_grad_() for p in m.parameters()))
 

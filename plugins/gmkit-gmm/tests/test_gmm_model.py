@@ -6,12 +6,13 @@ import math
 
 import pytest
 import torch
+from gmkit_gmm.model import GMM, GMMConfig
+from gmkit_gmm.preprocess import Logit
+
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.data import load as load_data
 from gmkit_core.errors import ConfigError
 from gmkit_core.registry import registry
-from gmkit_gmm.model import GMM, GMMConfig
-from gmkit_gmm.preprocess import Logit
 
 F64 = torch.float64
 LEVELS = 5

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gmkit_gmm.em import fit_em
+from gmkit_gmm.mixture import GaussianMixture
+from torch import nn
+
 from gmkit_core.data import Dataset, DataSpec
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import Prior
 from gmkit_core.registry import registry
-from gmkit_gmm.em import fit_em
-from gmkit_gmm.mixture import GaussianMixture
-from torch import nn
 
 F64 = torch.float64
 

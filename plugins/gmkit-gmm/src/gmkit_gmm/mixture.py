@@ -24,9 +24,10 @@ Reference: Bishop, Pattern Recognition and Machine Learning (2006), section 9.2.
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from gmkit_core.distributions import LOG_2PI, Normal, sample_categorical
 from gmkit_core.errors import ConfigError
-from torch import Tensor, nn
 
 __all__ = ["COVARIANCES", "GaussianMixture"]
 

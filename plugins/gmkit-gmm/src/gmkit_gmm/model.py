@@ -32,11 +32,12 @@ from typing import Any, ClassVar
 import attrs
 import torch
 from attrs import validators as v
+from torch import Tensor
+
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.distributions import dequantization_nats, dequantize
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import GenerativeModel
-from torch import Tensor
 
 from .em import fit_em, initialize
 from .mixture import COVARIANCES, GaussianMixture

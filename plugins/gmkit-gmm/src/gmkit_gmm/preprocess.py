@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 
 import torch.nn.functional as F
-from gmkit_core.interfaces import Transform
 from torch import Tensor
+
+from gmkit_core.interfaces import Transform
 
 __all__ = ["Logit"]
 

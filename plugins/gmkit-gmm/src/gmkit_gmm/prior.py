@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 
 import torch
-from gmkit_core.interfaces import Prior
 from torch import Tensor
+
+from gmkit_core.interfaces import Prior
 
 from .mixture import COVARIANCES, GaussianMixture
 from .options import as_choice, as_float, as_int

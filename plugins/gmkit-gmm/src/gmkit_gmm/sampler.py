@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
+from torch import Tensor
+
 from gmkit_core.data import Dataset
 from gmkit_core.errors import ConfigError, DataError
-from torch import Tensor
 
 from .em import EMResult, fit_em
 from .mixture import COVARIANCES, GaussianMixture
