@@ -6,14 +6,14 @@ import math
 
 import pytest
 import torch
+from gmkit_vqvae.code_prior import UniformCodes
+from gmkit_vqvae.likelihoods import LIKELIHOODS, DecodedImage, Likelihood
 
 import gmkit_core as gm
 from gmkit_core.data import Batch, DataSpec, load
 from gmkit_core.distributions import to_unit_interval
 from gmkit_core.errors import ConfigError, DataError, NotRegisteredError
 from gmkit_core.testing import check_model
-from gmkit_vqvae.code_prior import UniformCodes
-from gmkit_vqvae.likelihoods import LIKELIHOODS, DecodedImage, Likelihood
 
 SMALL = dict(hidden=16, res_blocks=1, codebook_size=8, code_dim=4, downsample=2, prior="uniform")
 
@@ -33,6 +33,11 @@ def _model(**options):
 ])
 def test_conformance(options):
     check_model("vqvae", data="digits", n_train=32, **{**SMALL, **options})
+
+
+@pytest.mark.skipif("pixelcnn" not in gm.registry.names("model"), reason="needs gmkit-pixelcnn")
+def test_conformance_with_a_pixelcnn_prior_submodule():
+    check_model("vqvae", data="digits", n_train=32, **{**SMALL, "prior": "pixelcnn", "prior_options": ("hidden=8", "layers=2")})
 
 
 @pytest.mark.parametrize("decoder", ["categorical", "logistic_mixture"])
@@ -140,8 +145,9 @@ def test_user_errors_are_one_line():
 
 
 def test_missing_pixelcnn_names_the_plugin(monkeypatch):
-    import gmkit_core.builtin as core_plugin
     import gmkit_vqvae.model as vq_model
+
+    import gmkit_core.builtin as core_plugin
     from gmkit_core.registry import Registry
 
     monkeypatch.setattr(vq_model, "registry", Registry(plugins=[core_plugin]))  # as if gmkit-pixelcnn were absent

@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
+from gmkit_vqvae.quantizer import VectorQuantizer, code_statistics, ema_update, nearest_code
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from gmkit_vqvae.quantizer import VectorQuantizer, code_statistics, ema_update, nearest_code
 
 
 @pytest.fixture(autouse=True)

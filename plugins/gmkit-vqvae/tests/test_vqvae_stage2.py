@@ -8,11 +8,11 @@ import types
 from typing import Any, ClassVar
 
 import attrs
+import gmkit_vqvae.model as vq_model
 import pytest
 import torch
 
 import gmkit_core as gm
-import gmkit_vqvae.model as vq_model
 from gmkit_core.data import Batch, Dataset, load
 from gmkit_core.distributions import Categorical, sample_categorical
 from gmkit_core.interfaces import GenerativeModel
@@ -145,7 +145,8 @@ def test_prior_without_likelihood_is_refused(prior_registry, monkeypatch, splits
 
 @pytest.mark.skipif("pixelcnn" not in gm.registry.names("model"), reason="needs gmkit-pixelcnn")
 def test_two_stage_run_with_pixelcnn_round_trips_through_a_run_file(tmp_path, splits):
-    from gmkit_core.artifact import RunRecord, load as load_run, write_run
+    from gmkit_core.artifact import RunRecord, write_run
+    from gmkit_core.artifact import load as load_run
     from gmkit_core.config import config_to_dict
     from gmkit_core.training import TrainConfig, nested_fit
 

@@ -210,7 +210,7 @@ class VQVAE(GenerativeModel):
             out["codebook"] = q.codebook_loss.mean().detach()
         perplexity, usage = code_statistics(torch.bincount(q.codes.flatten(), minlength=self.config.codebook_size))
         out.update(recon=recon.mean().detach(), commitment=q.commitment_loss.mean().detach(),
-                   perplexity=torch.tensor(perplexity), usage=torch.tensor(usage))
+                   perplexity=torch.tensor(perplexity, device=x.device), usage=torch.tensor(usage, device=x.device))
         return {"loss": loss.mean(), **out}
 
     def code_nats(self, codes: Tensor) -> Tensor:
@@ -241,8 +241,9 @@ class VQVAE(GenerativeModel):
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
         """Bound (nats, bits/dim, its two terms), ``perplexity`` and ``codebook_usage`` over the whole split.
 
-        With the squared-error decoder the likelihood keys are left out and
-        ``note`` says why; ``squared_error`` is then the mean per-example error.
+        ``squared_error`` is the mean per-example squared error of the decoder's
+        mode (its mean for ``mse``) in ``[-1, 1]`` units. With the squared-error
+        decoder the likelihood keys are left out and ``note`` says why.
         """
         device = self._device()
         counts = torch.zeros(self.config.codebook_size, dtype=torch.float64, device=device)
