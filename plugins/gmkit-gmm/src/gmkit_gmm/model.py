@@ -174,17 +174,20 @@ class GMM(GenerativeModel):
         copies = cfg.dequant_copies if self.data.is_image else 1
         reg = self.reg_covar
         z = torch.cat([self._to_latent(x, generator)[0] for _ in range(copies)])
-        if cfg.fit == "gradient":
-            initialize(self.mixture, z, reg, cfg.kmeans_iterations, generator)
-            return
+        if z.shape[0] < cfg.components:
+            raise ConfigError(f"gmm: components={cfg.components} needs at least as many training points; "
+                              f"{train.describe()} gives {z.shape[0]}")
         results, states = [], []
-        for _ in range(cfg.restarts):
-            try:
+        try:
+            if cfg.fit == "gradient":
+                initialize(self.mixture, z, reg, cfg.kmeans_iterations, generator)
+                return
+            for _ in range(cfg.restarts):
                 results.append(fit_em(self.mixture, z, max_iter=cfg.max_iter, tol=cfg.tol, reg_covar=reg,
                                       kmeans_iterations=cfg.kmeans_iterations, generator=generator))
-            except (ValueError, FloatingPointError) as exc:
-                raise ConfigError(f"gmm: EM failed on {train.describe()}: {exc}") from None
-            states.append({k: t.clone() for k, t in self.mixture.state_dict().items()})
+                states.append({k: t.clone() for k, t in self.mixture.state_dict().items()})
+        except (ValueError, FloatingPointError) as exc:
+            raise ConfigError(f"gmm: fitting {train.describe()} failed: {exc}") from None
         best = max(range(cfg.restarts), key=lambda i: results[i].final)
         self.mixture.load_state_dict(states[best])
         #: The kept run's EM trace (mean training log-likelihood per iteration, in the modelled space).
