@@ -24,8 +24,8 @@ def test_registered_names():
     assert all(p.error is None for p in registry.plugins() if p.name == "gmkit-pixelcnn")
 
 
-def test_hook_module_does_not_import_torch():
-    code = "import sys, gmkit_pixelcnn.plugin; print('torch' in sys.modules)"
+def test_hook_and_command_modules_do_not_import_torch():
+    code = "import sys, gmkit_pixelcnn.plugin, gmkit_pixelcnn.bench; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
