@@ -26,7 +26,7 @@ def _build(arch: str = "gated", channels: int = 1, levels: int = 5, output: str 
     return net, out
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
