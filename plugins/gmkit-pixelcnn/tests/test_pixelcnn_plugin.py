@@ -74,3 +74,13 @@ def test_bench_command():
     report = json.loads(result.output)
     assert [r["size"] for r in report["results"]] == [3, 4]
     assert all(r["identical"] and r["naive_s"] > 0 and r["fast_s"] > 0 for r in report["results"])
+
+
+def test_train_defaults_are_trainer_settings():
+    from gmkit_pixelcnn.model import ConditionalPixelCNN, PixelCNN
+
+    from gmkit_core.training import TrainConfig
+
+    for cls in (PixelCNN, ConditionalPixelCNN):
+        config = TrainConfig(**cls.train_defaults)
+        assert config.ema > 0 and config.eval_every > 0  # best-on-validation of the EMA weights
