@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 from diffusion_helpers import OracleGaussian, Zero
+from gmkit_diffusion.bound import decoder_nll, kl_term, reverse_variance
+from gmkit_diffusion.schedules import CosineSchedule, LinearSchedule
 
 from gmkit_core.data import Batch, DataSpec
 from gmkit_core.distributions import Normal
 from gmkit_core.registry import registry
-from gmkit_diffusion.bound import decoder_nll, kl_term, reverse_variance
-from gmkit_diffusion.schedules import CosineSchedule, LinearSchedule
 
 
 @pytest.mark.parametrize("variance", ["beta", "beta_tilde"])

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusion_helpers import OracleGaussian
+from gmkit_diffusion.samplers import DDIMSampler, DDPMSampler
 from torch import nn
 
 from gmkit_core.data import DataSpec
 from gmkit_core.distributions import to_unit_interval
 from gmkit_core.errors import ConfigError
 from gmkit_core.registry import registry
-from gmkit_diffusion.samplers import DDIMSampler, DDPMSampler
 
 IMAGE = DataSpec("point", "image", (1, 2, 2), levels=9)
 

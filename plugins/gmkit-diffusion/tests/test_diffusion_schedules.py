@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
+from gmkit_diffusion.bound import prior_term
+from gmkit_diffusion.schedules import CosineSchedule, CustomSchedule, LinearSchedule, LogLinearSchedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gmkit_core.errors import ConfigError
 from gmkit_core.registry import registry
-from gmkit_diffusion.bound import prior_term
-from gmkit_diffusion.schedules import CosineSchedule, CustomSchedule, LinearSchedule, LogLinearSchedule
 
 betas_lists = st.lists(st.floats(1e-5, 0.6), min_size=1, max_size=60)
 FEW = settings(max_examples=25, deadline=None)

@@ -39,6 +39,6 @@ class MLP(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         c = self.conditioning(t, y)  # (B, hidden)
         h = self.inp(x)  # (B, hidden)
-        for cond, layer in zip(self.cond, self.layers):
+        for cond, layer in zip(self.cond, self.layers, strict=True):
             h = h + layer(F.silu(h + cond(c)))
         return self.out(F.silu(h))  # (B, out)

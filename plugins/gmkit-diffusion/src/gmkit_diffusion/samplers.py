@@ -96,7 +96,7 @@ class DDIMSampler:
                  generator: torch.Generator | None = None) -> Tensor:
         """Run ``x_T -> x_{tau_1}`` and return :math:`\\hat x_0(x_{\\tau_1}, \\tau_1)` (continuous, model space)."""
         taus, n = self.timesteps(model.schedule.T), x.shape[0]
-        for t, t_prev in _progress(list(zip(taus, taus[1:] + [0])), self.progress, "ddim"):
+        for t, t_prev in _progress(list(zip(taus, taus[1:] + [0], strict=True)), self.progress, "ddim"):
             x0 = model.denoise(x, _full(n, t, x), y, self.guidance)
             if t_prev == 0:
                 return x0
@@ -118,7 +118,7 @@ class DDIMSampler:
         vanishes as the steps get finer.
         """
         taus, n = self.timesteps(model.schedule.T)[::-1], x.shape[0]
-        for t, t_next in zip(taus, taus[1:]):
+        for t, t_next in zip(taus[:-1], taus[1:], strict=True):
             x0 = model.denoise(x, _full(n, t, x), y, self.guidance)
             a, a_next = self._abar(model, t), self._abar(model, t_next)
             eps = (x - a ** 0.5 * x0) / (1 - a) ** 0.5
