@@ -8,7 +8,7 @@ SMALL = {
     "realnvp": {"scales": 2, "steps": 1, "hidden": 8, "depth": 1},
     "glow": {"levels": 2, "steps": 1, "hidden": 8, "blocks": 1},
     "maf": {"layers": 2, "hidden": 16},
-    "nsf": {"layers": 2, "hidden": 16, "bins": 4},
+    "nsf": {"layers": 1, "hidden": 8, "bins": 4},
 }
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gmkit_core.transforms import Compose, Inverse
 
-SETTINGS = settings(max_examples=4, deadline=None)
+SETTINGS = settings(max_examples=3, deadline=None)
 
 
 def _randomize(t: torch.nn.Module, seed: int, scale: float = 0.4) -> torch.nn.Module:
