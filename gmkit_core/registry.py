@@ -55,7 +55,8 @@ class Entry:
     plugin: str
     description: str = ""
     family: str = ""
-    likelihood: str = "none"
+    #: "exact", "bound", "none", or per data kind, e.g. {"vector": "exact", "image": "bound"}
+    likelihood: str | dict[str, str] = "none"
     conditional: bool = False
     data_kind: str = ""
 
@@ -189,9 +190,11 @@ class Registry:
 
     def _model_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
         def register(name: str, target: str, *, family: str = "", description: str = "",
-                     likelihood: str = "none", conditional: bool = False) -> None:
-            if likelihood not in LIKELIHOODS:
-                raise ValueError(f"model '{name}': likelihood must be one of {LIKELIHOODS}")
+                     likelihood: str | dict[str, str] = "none", conditional: bool = False) -> None:
+            per_kind = likelihood if isinstance(likelihood, dict) else {"": likelihood}
+            if not all(v in LIKELIHOODS and k in ("", "image", "vector") for k, v in per_kind.items()):
+                raise ValueError(f"model '{name}': likelihood must be one of {LIKELIHOODS}, "
+                                 "or a mapping from 'image'/'vector' to one of them")
             self._claim(info, staged, Entry("model", name, target, info.name, description,
                                             family, likelihood, conditional))
         return register

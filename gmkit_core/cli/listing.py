@@ -31,12 +31,19 @@ def plugins(as_json: bool) -> None:
     _emit(as_json, [p.to_json() for p in infos], _table(rows, ["plugin", "version", "registers", "status"]))
 
 
+def _likelihood(value: str | dict[str, str]) -> str:
+    if isinstance(value, str):
+        return value
+    return ", ".join(f"{v} ({k})" for k, v in sorted(value.items()))
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def models(as_json: bool) -> None:
     """Registered models: name, plugin, family, likelihood (exact|bound|none), conditional."""
     entries = registry.entries("model")
-    rows = [[e.name, e.plugin, e.family, e.likelihood, "yes" if e.conditional else "no", e.description] for e in entries]
+    rows = [[e.name, e.plugin, e.family, _likelihood(e.likelihood), "yes" if e.conditional else "no", e.description]
+            for e in entries]
     text = _table(rows, ["model", "plugin", "family", "likelihood", "conditional", "description"]) if rows else \
         "no models installed: pip install gmkit-vae (or another gmkit-* plugin)"
     _emit(as_json, [e.to_json() for e in entries], text)

@@ -41,4 +41,6 @@ class TrainConfig:
     max_minutes: float = attrs.field(default=0.0, validator=ge(0), metadata=_help("wall-clock budget in minutes (0: none)"))
     seed: int = attrs.field(default=0, metadata=_help("seed of weights, data order and noise"))
     device: str = attrs.field(default="auto", metadata=_help("cpu, cuda, cuda:N, mps or auto"))
+    threads: int = attrs.field(default=0, validator=ge(0),
+                               metadata=_help("CPU threads for torch (0: torch's default; 1 is best on a busy machine)"))
     quiet: bool = attrs.field(default=False, metadata=_help("no progress bar"))

@@ -127,6 +127,8 @@ class _Loop:
     # -- set-up ----------------------------------------------------------------------
     def _setup(self) -> None:
         config, model = self.config, self.model
+        if config.threads:
+            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.order = torch.Generator().manual_seed(config.seed)
         self.perm = torch.randperm(len(self.train), generator=self.order)
