@@ -9,9 +9,7 @@ GMKIT_API = 1
 
 @hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    # One likelihood per name: nll is exact on vector data but a dequantisation bound on images,
-    # so the honest single label is "bound"; evaluate() reports exact=True on vectors.
-    register("gmm", "gmkit_gmm.model:GMM", family="mixture", likelihood="bound", conditional=False,
+    register("gmm", "gmkit_gmm.model:GMM", family="mixture", likelihood={"vector": "exact", "image": "bound"},
              description="Gaussian mixture (full/diag/spherical) fitted by EM or gradient descent; "
                          "exact on vectors, dequantisation bound on images")
 
