@@ -14,7 +14,6 @@ from gmkit_core.distributions import Normal, StandardNormal
 from gmkit_core.interfaces import Prior
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _float64():
     """float64 for this module's math, restored after it so other test files keep float32."""
