@@ -200,3 +200,16 @@ def test_prior_is_built_by_name_with_monte_carlo_kl() -> None:
         kls = model.bound(Batch(x.repeat(4000, 1, 1, 1))).kl.view(4000, 3)  # (S, 3) one-draw estimates
     exact = q.kl(Normal(torch.ones_like(q.loc), torch.ones_like(q.loc), event_dims=1))
     assert torch.all((kls.mean(0) - exact).abs() < 5 * kls.std(0) / math.sqrt(4000))
+
+
+def test_beta_vae_is_validated_on_its_own_objective(digits) -> None:  # type: ignore[no-untyped-def]
+    """Validation scores -(log p(x|z) - beta KL) under fixed noise; beta = 1 is the mean -ELBO."""
+    small = Dataset(digits.x[:50], digits.y[:50], digits.spec, "validation")
+    spec = digits.spec
+    for name, beta in (("vae", 1.0), ("beta_vae", 3.0)):
+        model = build(name, spec, **({"beta": beta} if name == "beta_vae" else {}))
+        model.eval()
+        with torch.no_grad():
+            terms = model.bound(Batch(small.x, small.y), torch.Generator().manual_seed(0))
+        expected = float(-(terms.reconstruction - beta * terms.kl).double().mean())
+        assert model.validation_score(small) == pytest.approx(expected, rel=1e-6)

@@ -119,10 +119,15 @@ class VAE(GenerativeModel):
     def _classes(self, data: DataSpec) -> int:
         return 0
 
+    @property
+    def beta(self) -> float:
+        """The KL weight once warm (1: the ELBO)."""
+        return 1.0
+
     def kl_weight(self) -> float:
-        """KL weight at ``self.step``: linear warm-up from 0 to 1 over ``warmup_steps``."""
+        """KL weight at ``self.step``: linear warm-up from 0 to :attr:`beta` over ``warmup_steps``."""
         warm = self.config.warmup_steps
-        return 1.0 if warm == 0 else min(1.0, self.step / warm)
+        return self.beta * (1.0 if warm == 0 else min(1.0, self.step / warm))
 
     def _condition(self, batch: Batch) -> Tensor | None:
         if not self.conditional:
@@ -152,9 +157,16 @@ class VAE(GenerativeModel):
                      self._condition(batch), generator, self.config.iwae_chunk)
 
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
-        """Mean ``-ELBO`` in nats under fixed noise, so checkpoints compare on the same draws."""
+        """Mean ``-(log p(x|z) - beta KL)`` in nats (``-ELBO`` unless ``beta != 1``) under fixed noise.
+
+        Fixed noise makes checkpoints compare on the same draws; the weight is the one
+        trained towards, so a beta-VAE is not judged by a bound it does not optimise.
+        """
+        total = 0.0
         with self._evaluating() as (device, generator):
-            total = sum(float(self.nll(b.to(device), generator).double().sum()) for b in data.batches(batch_size))
+            for b in data.batches(batch_size):
+                terms = self.bound(b.to(device), generator)
+                total -= float((terms.reconstruction - self.beta * terms.kl).double().sum())
         return total / max(len(data), 1)
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
@@ -236,8 +248,9 @@ class BetaVAE(VAE):
 
     Config = BetaVAEConfig
 
-    def kl_weight(self) -> float:
-        return self.config.beta * super().kl_weight()
+    @property
+    def beta(self) -> float:
+        return self.config.beta
 
 
 class CVAE(VAE):
