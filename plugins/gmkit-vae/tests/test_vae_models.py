@@ -213,3 +213,12 @@ def test_beta_vae_is_validated_on_its_own_objective(digits) -> None:  # type: ig
             terms = model.bound(Batch(small.x, small.y), torch.Generator().manual_seed(0))
         expected = float(-(terms.reconstruction - beta * terms.kl).double().mean())
         assert model.validation_score(small) == pytest.approx(expected, rel=1e-6)
+
+
+def test_iwae_is_validated_on_its_training_bound(digits) -> None:  # type: ignore[no-untyped-def]
+    small = Dataset(digits.x[:50], digits.y[:50], digits.spec, "validation")
+    model = build("iwae", digits.spec, k=3)
+    model.eval()
+    with torch.no_grad():
+        expected = float(model.iwae_nll(Batch(small.x), 3, torch.Generator().manual_seed(0)).double().mean())
+    assert model.validation_score(small) == pytest.approx(expected, rel=1e-6)

@@ -281,3 +281,10 @@ class IWAE(VAE):
         bound = iwae(batch.x, self.encoder, self.decoder, self.prior, self.config.k, self._condition(batch),
                      kl_weight=self.kl_weight())
         return {"loss": -bound.mean(), "objective": bound.mean().detach(), "kl_weight": bound.new_tensor(self.kl_weight())}
+
+    def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
+        """Mean ``-IWAE_k`` (the training ``k``) in nats under fixed noise: the bound this model optimises."""
+        with self._evaluating() as (device, generator):
+            total = sum(float(self.iwae_nll(b.to(device), self.config.k, generator).double().sum())
+                        for b in data.batches(batch_size))
+        return total / max(len(data), 1)
