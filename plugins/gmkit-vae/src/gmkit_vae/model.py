@@ -92,7 +92,7 @@ class VAE(GenerativeModel):
     likelihood: ClassVar[str] = "bound"
     conditional: ClassVar[bool] = False
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 8000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
+        "steps": 6000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
         "schedule": "cosine", "warmup": 0, "grad_clip": 0.0, "ema": 0.0, "eval_every": 250, "patience": 0,
     }
 
