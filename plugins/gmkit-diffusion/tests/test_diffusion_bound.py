@@ -120,3 +120,22 @@ def test_labelled_bound_adds_log_num_classes():
     assert unconditional.num_classes is None
     # the network ignores y at initialisation only through zero-initialised outputs, so the terms agree
     assert torch.allclose(with_labels - without, torch.full((3,), math.log(4), dtype=torch.float64), atol=1e-6)
+
+
+def test_vector_scale_adds_its_log_jacobian():
+    """Diffusing x / s: bound(s x) with scale s equals bound(x) with scale 1 plus D log s."""
+    mean, std = [0.5, -1.0], 0.3
+    x = torch.tensor(mean) + std * torch.randn(50, 2, generator=torch.Generator().manual_seed(4))
+    plain, scaled = _vector_model(mean, std, T=100), _vector_model(mean, std, T=100)
+    scaled.scale.fill_(3.0)
+    expected = plain.bound(Batch(x)) + 2 * math.log(3.0)
+    assert torch.allclose(scaled.bound(Batch(3.0 * x)), expected, rtol=1e-5)
+
+
+def test_prepare_sets_the_scale_of_vectors_only():
+    from gmkit_core.data import load
+
+    train = load("moons", "train")
+    model = registry.get("model", "ddpm", data=train.spec, T=10)
+    model.prepare(train)
+    assert float(model.scale) == pytest.approx(float(train.x.double().std()), rel=1e-6)

@@ -66,7 +66,7 @@ def kl_term(schedule: NoiseSchedule, x0: Tensor, x0_hat: Tensor, t: Tensor, vari
 def decoder_nll(schedule: NoiseSchedule, x: Tensor, x0_hat: Tensor, levels: int | None) -> Tensor:
     r""":math:`L_0 = -\log p_\theta(x \mid x_1)` with mean :math:`\hat x_0(x_1, 1)` and scale :math:`\sqrt{\beta_1}`, ``(B,)``.
 
-    ``x``: the data as stored (int levels when ``levels`` is given, else floats).
+    ``x``: the data as stored (int levels) when ``levels`` is given, else the vector in model space.
     """
     log_scale = 0.5 * torch.log(schedule.betas[0]).to(x0_hat)
     if levels is not None:

@@ -111,6 +111,10 @@ class DDPM(GenerativeModel):
         self.conditional = self.num_classes is not None  # this instance's capability (the class can be either)
         self.schedule = self._build_schedule(config)
         self.network = self._build_network(config, data)
+        # Vectors are diffused as x / scale (set by `prepare` to the training data's standard deviation);
+        # the bound then gains D log(scale), the log-Jacobian of that map.
+        if not image:
+            self.register_buffer("scale", torch.ones(()))
 
     # -- construction ----------------------------------------------------------
     @staticmethod
@@ -139,9 +143,18 @@ class DDPM(GenerativeModel):
     def _device(self) -> torch.device:
         return self.schedule.betas.device
 
+    def prepare(self, train: Dataset) -> None:
+        """Vectors: ``scale`` = standard deviation of the training data (images need none: levels map to [-1, 1])."""
+        if not self.levels and len(train) > 1:
+            self.scale.fill_(float(train.x.double().std()))
+
     def to_model_space(self, x: Tensor) -> Tensor:
-        """Stored data -> model space: levels to bin centres in [-1, 1] (images), floats unchanged."""
-        return to_unit_interval(x, self.levels) if self.levels else x.float()
+        """Stored data -> model space: levels to bin centres in [-1, 1] (images), ``x / scale`` (vectors)."""
+        return to_unit_interval(x, self.levels) if self.levels else x.float() / self.scale
+
+    def _log_scale_nats(self) -> float:
+        """``D log(scale)``: the change of variables from model space back to vectors (0 for images)."""
+        return 0.0 if self.levels else self.data.dims * math.log(float(self.scale))
 
     def noise(self, shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None = None) -> Tensor:
         """Standard normal draws of ``shape`` on the model's device, from ``generator``."""
@@ -175,7 +188,7 @@ class DDPM(GenerativeModel):
             if mode:
                 return torch.round((x0 + 1) * ((self.levels - 1) / 2)).clamp(0, self.levels - 1).long()
             return DiscretizedGaussian(x0, torch.full_like(x0, math.log(scale)), self.levels).sample(generator)
-        return x0 if mode else Normal(x0, torch.full_like(x0, scale)).sample(generator)
+        return self.scale * (x0 if mode else Normal(x0, torch.full_like(x0, scale)).sample(generator))
 
     def sampling_labels(self, n: int, condition: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
         """``condition`` checked and moved to the device; for a conditional model without one, uniform labels."""
@@ -204,7 +217,7 @@ class DDPM(GenerativeModel):
         kl = bound.kl_term(self.schedule, x0, x0_hat, t.clamp(min=2), self.variance)
         first = t == 1
         if bool(first.any()):
-            l0 = bound.decoder_nll(self.schedule, x, x0_hat, self.levels)
+            l0 = bound.decoder_nll(self.schedule, x if self.levels else x0, x0_hat, self.levels)
             kl = torch.where(first, l0, kl)
         return kl, x0_hat, xt
 
@@ -244,7 +257,7 @@ class DDPM(GenerativeModel):
             total = total + (wk[:, None] * term).sum(0)
         if y is not None:
             total = total + math.log(self.num_classes)
-        return total
+        return total + self._log_scale_nats()
 
     def _labels(self, batch: Batch) -> Tensor | None:
         if self.num_classes is None or batch.y is None:
@@ -274,8 +287,9 @@ class DDPM(GenerativeModel):
         if self.levels and self.config.clip_x0:
             x0_hat = x0_hat.clamp(-1, 1)
         kl = bound.kl_term(self.schedule, x0, x0_hat, t.clamp(min=2), self.variance)
-        l0 = bound.decoder_nll(self.schedule, x, x0_hat, self.levels)
-        vlb = (T * torch.where(t == 1, l0, kl) + bound.prior_term(self.schedule, x0)) / self.data.dims
+        l0 = bound.decoder_nll(self.schedule, x if self.levels else x0, x0_hat, self.levels)
+        vlb = (T * torch.where(t == 1, l0, kl) + bound.prior_term(self.schedule, x0) + self._log_scale_nats())
+        vlb = vlb / self.data.dims
         vlb = vlb.mean()
         loss = {"simple": simple, "vlb": vlb, "hybrid": simple + self.config.vlb_weight * vlb}[self.config.loss]
         return {"loss": loss, "simple": simple.detach(), "vlb_nats_per_dim": vlb.detach()}
