@@ -70,7 +70,7 @@ class DDPMConfig:
     sample_steps: int = _opt(50, "ddim: number of steps", instance_of(int), ge(1))
     eta: float = _opt(0.0, "ddim: stochasticity (0 deterministic, 1 ancestral-like)", ge(0.0))
     nll_steps: int = _opt(0, "steps t of the bound in nll: 0 = all T (a true upper bound); K > 0 = an unbiased "
-                          "stratified estimate from K steps, each weighted by its stratum size (about T/K)",
+                          "estimate: L_0 exactly plus K stratified steps of 2..T, each weighted by its stratum size",
                           instance_of(int), ge(0))
     val_steps: int = _opt(50, "steps of the fixed-seed bound estimate used as the validation score", instance_of(int), ge(1))
     seed: int = _opt(0, "seed of the noise in nll and the validation score", instance_of(int))
@@ -225,8 +225,8 @@ class DDPM(GenerativeModel):
     def bound(self, batch: Batch, steps: int = 0, seed: int | None = None, chunk: int = 2 ** 19) -> Tensor:
         r"""The bound in nats, ``(B,)``: :math:`L_T + \sum_t L_{t-1} + L_0` (+ :math:`\log K` with labels).
 
-        ``steps = 0`` sums all ``T`` terms; ``steps = K`` draws one step per stratum of
-        ``round(linspace(0, T, K+1))`` and weights it by the stratum size (unbiased).
+        ``steps = 0`` sums all ``T`` terms; ``steps = K`` keeps :math:`L_0` and draws one step per
+        stratum of ``round(linspace(1, T, K+1))`` (steps 2..T), weighted by the stratum size (unbiased).
         Noise comes from a generator seeded with ``seed`` (default ``config.seed``); the network
         sees up to ``chunk`` scalars (examples x steps x dims) at a time.
         """
@@ -235,12 +235,13 @@ class DDPM(GenerativeModel):
         x = batch.x.to(device)
         y = self._labels(batch)
         B = x.shape[0]
-        if steps and steps < T:
-            edges = torch.linspace(0, T, steps + 1, dtype=torch.float64).round().long()
+        if steps and steps < T - 1:
+            # L_0 (t = 1) exactly; one step per stratum (e_{j-1}, e_j] of t = 2..T, weighted by its size.
+            edges = torch.linspace(1, T, steps + 1, dtype=torch.float64).round().long()
             sizes = edges[1:] - edges[:-1]
             u = torch.rand(steps, generator=g, device=device, dtype=torch.float64).cpu()
-            ts = (edges[:-1] + 1 + (u * sizes).long()).tolist()
-            weights = sizes.tolist()
+            ts = [1] + (edges[:-1] + 1 + (u * sizes).long()).tolist()
+            weights = [1] + sizes.tolist()
         else:
             ts, weights = list(range(1, T + 1)), [1] * T
         total = bound.prior_term(self.schedule, self.to_model_space(x)).double()
