@@ -112,8 +112,11 @@ def test_loss_reports_simple_and_bound_terms():
     spec = DataSpec("d", "image", (1, 4, 4), levels=5)
     for loss in ("simple", "vlb", "hybrid"):
         model = registry.get("model", "ddpm", data=spec, T=50, channels=8, mults=(1,), attention=(), loss=loss)
-        out = model.loss(Batch(torch.randint(5, (8, 1, 4, 4))))
-        assert set(out) == {"loss", "simple", "vlb_nats_per_dim"} and math.isfinite(float(out["loss"]))
+        out = {k: float(v.detach()) for k, v in model.loss(Batch(torch.randint(5, (8, 1, 4, 4)))).items()}
+        assert set(out) == {"loss", "simple", "vlb_nats_per_dim"} and math.isfinite(out["loss"])
+        expected = {"simple": out["simple"], "vlb": out["vlb_nats_per_dim"],
+                    "hybrid": out["simple"] + out["vlb_nats_per_dim"]}[loss]
+        assert out["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize(("data", "cfg", "error"), [
