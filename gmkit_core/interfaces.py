@@ -185,6 +185,11 @@ class GenerativeModel(nn.Module, ABC):
     def prepare(self, train: Dataset) -> None:
         """Data-dependent initialisation before the first step of a new run (optional)."""
 
+    @classmethod
+    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
+        """Trainer settings for ``data``: ``train_defaults``, unless a model tunes them per kind of data."""
+        return dict(cls.train_defaults)
+
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
         """What the trainer minimises on the validation split to keep the best weights.
 

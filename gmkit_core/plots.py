@@ -150,6 +150,6 @@ def run_pictures(run: Any, train: Any) -> list[Path]:
     spec = run.model.data
     if spec.is_image or spec.shape == (2,):
         written.append(sample_picture(run.model, f"{stem}.samples.png"))
-    if spec.shape == (2,) and not spec.is_image and run.model.likelihood != "none":
+    if spec.shape == (2,) and not spec.is_image and run.model.likelihood == "exact":  # exp(-bound) is no density
         written.append(density_picture(run.model, train.x, f"{stem}.density.png"))
     return written

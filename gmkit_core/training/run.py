@@ -57,7 +57,9 @@ def train(model: str, data: str = "digits", out: str | Path = "run.h5", *, steps
             raise ConfigError("model options cannot change on --resume; the run's own config is used")
     config = make_config(cls.Config, previous.config if previous else (overrides or {}), owner=f"model '{model}'")
 
-    base = dict(cls.train_defaults)
+    splits = {split: load_data(data, split) for split in ("train", "validation")}
+    spec = splits["train"].spec
+    base = cls.defaults_for(spec)
     if previous is not None:
         base.update(previous.train_config)
     base.update(train_overrides or {})
@@ -68,8 +70,6 @@ def train(model: str, data: str = "digits", out: str | Path = "run.h5", *, steps
         base["quiet"] = True
     tconfig = make_config(TrainConfig, base, owner="trainer")
 
-    splits = {split: load_data(data, split) for split in ("train", "validation")}
-    spec = splits["train"].spec
     import torch
 
     torch.manual_seed(tconfig.seed)  # the initial weights are part of what the seed fixes

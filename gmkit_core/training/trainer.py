@@ -365,7 +365,7 @@ def nested_fit(parent: TrainConfig) -> Callable[..., GenerativeModel]:
     """``fit(model, data, **overrides)`` for a model's extra stage: same trainer, in memory."""
 
     def fit(model: GenerativeModel, data: dict[str, Dataset], **overrides: Any) -> GenerativeModel:
-        settings = {**type(model).train_defaults, **overrides}
+        settings = {**type(model).defaults_for(model.data), **overrides}
         config = attrs.evolve(parent, checkpoint_every=0, sample_every=0, max_minutes=0, **settings)
         return DefaultTrainer().fit(model, data, config)
 

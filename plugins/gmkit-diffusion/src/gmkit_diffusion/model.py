@@ -96,6 +96,13 @@ class DDPM(GenerativeModel):
         "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 250, "patience": 0,
     }
 
+    @classmethod
+    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
+        """2D toys need longer training with larger batches than digits (samples match checkerboard)."""
+        if data.kind == "vector":
+            return {**cls.train_defaults, "steps": 10_000, "batch_size": 512}
+        return dict(cls.train_defaults)
+
     def __init__(self, config: DDPMConfig, data: DataSpec):
         super().__init__(config, data)
         image = data.kind == "image"
