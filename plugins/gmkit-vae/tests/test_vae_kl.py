@@ -13,14 +13,7 @@ from hypothesis import strategies as st
 from gmkit_core.distributions import Normal, StandardNormal
 from gmkit_core.interfaces import Prior
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _float64():
-    """float64 for this module's math, restored after it so other test files keep float32."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 SETTINGS = settings(max_examples=8, deadline=None)
 seeds = st.integers(0, 2**31 - 1)

@@ -20,14 +20,7 @@ from torch import Tensor, nn
 
 from gmkit_core.distributions import Normal, StandardNormal
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _float64():
-    """float64 for this module's math, restored after it so other test files keep float32."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 SETTINGS = settings(max_examples=6, deadline=None)
 
