@@ -61,17 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(1)
-    except GmkitError as exc:
-        if debug:
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        # a user's mistake reads as itself; anything else is named, with the way to see more
+        text = str(exc) if isinstance(exc, GmkitError) else f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        click.echo(f"error: {text}", err=True)
         sys.exit(1)
     sys.exit(0)
