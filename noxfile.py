@@ -52,14 +52,21 @@ def demo(session: nox.Session) -> None:
     session.run("gmkit", "eval", run)
 
 
+BENCH_START, BENCH_END = "<!-- gmkit bench: start -->", "<!-- gmkit bench: end -->"
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Write docs/benchmarks-latest.md: equal-budget comparison on digits and the trainer overhead."""
+    """Equal-budget comparison on digits and the trainer overhead, written into docs/benchmarks.md."""
     install(session)
     models = session.posargs or ["vae", "pixelcnn", "realnvp", "gmm", "ddpm"]
-    with open(ROOT / "docs" / "benchmarks-latest.md", "w") as fh:
-        session.run("gmkit", "bench", *models, "--data", "digits", "--budget", "180", "--overhead", "--markdown",
-                    stdout=fh)
+    table = session.run("gmkit", "bench", *models, "--data", "digits", "--budget", "180", "--overhead", "--markdown",
+                        silent=True)
+    page = ROOT / "docs" / "benchmarks.md"
+    text = page.read_text()
+    head, _, rest = text.partition(BENCH_START)
+    _, _, tail = rest.partition(BENCH_END)
+    page.write_text(f"{head}{BENCH_START}\n{table.strip()}\n{BENCH_END}{tail}")
 
 
 @nox.session

@@ -124,27 +124,28 @@ def trainer_overhead(model: str = "vae", data: str = "digits", steps: int = 1500
     }
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, spec: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+        return format(value, spec or ".4f")
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-_COLUMNS = [("model", "model"), ("bits_per_dim", "bits/dim"), ("nll_nats", "NLL (nats)"), ("likelihood", "exact/bound"),
-            ("iwae_bits_per_dim", "IWAE bits/dim"), ("steps", "steps"), ("train_s", "train s"),
-            ("train_examples_per_s", "train ex/s"), ("sample_64_s", "sample 64 (s)"), ("parameters", "parameters")]
+_COLUMNS = [("model", "model", ""), ("bits_per_dim", "bits/dim", ".4f"), ("nll_nats", "NLL (nats)", ".2f"),
+            ("likelihood", "exact/bound", ""), ("iwae_bits_per_dim", "IWAE bits/dim", ".4f"), ("steps", "steps", ""),
+            ("train_s", "train s", ".1f"), ("train_examples_per_s", "train ex/s", ""),
+            ("sample_64_s", "sample 64 (s)", ".3f"), ("parameters", "parameters", "")]
 
 
-def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(k, h) for k, h in _COLUMNS if any(r.get(k) is not None for r in rows)]
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [c for c in _COLUMNS if any(r.get(c[0]) is not None for r in rows)]
 
 
 def format_table(doc: dict[str, Any]) -> str:
     rows = doc["results"]
     cols = _columns(rows)
-    cells = [[h for _, h in cols]] + [[_fmt(r.get(k)) for k, _ in cols] for r in rows]
+    cells = [[h for _, h, _ in cols]] + [[_fmt(r.get(k), f) for k, _, f in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -163,10 +164,10 @@ def format_markdown(doc: dict[str, Any]) -> str:
         f"Data `{doc['data']}`, test split, up to {doc['budget_s']:g} s of training per model; "
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}.",
         "",
-        "| " + " | ".join(h for _, h in cols) + " |",
+        "| " + " | ".join(h for _, h, _ in cols) + " |",
         "|" + "---|" * len(cols),
     ]
-    lines += ["| " + " | ".join(_fmt(r.get(k)) for k, _ in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |" for r in rows]
     if "trainer_overhead" in doc:
         o = doc["trainer_overhead"]
         lines += ["", f"Trainer overhead: **{o['ratio']:.3f}x** a hand-written loop "
