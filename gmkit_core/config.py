@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["make_config", "parse_assignments", "read_toml", "config_to_dict", "describe_options"]
+__all__ = ["make_config", "parse_assignments", "parse_literal", "read_toml", "config_to_dict", "describe_options"]
 
 
 def _fields(cls: type) -> dict[str, attrs.Attribute]:
@@ -118,6 +118,19 @@ def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, str]:
             raise ConfigError(f"--set expects key=value, got '{item}'")
         out[key.strip()] = value.strip()
     return out
+
+
+def parse_literal(text: str) -> Any:
+    """``"2000"`` -> 2000, ``"1e-3"`` -> 0.001, ``"true"``/``"false"`` -> bool, anything else unchanged.
+
+    For options that have no declared type (sampler options, a stage's trainer settings).
+    """
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

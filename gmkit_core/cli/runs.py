@@ -84,7 +84,7 @@ def sample(run: str, n: int, out: str, label: int | None, seed: int, sampler: st
     import numpy as np
 
     from ..artifact import load
-    from ..config import parse_assignments
+    from ..config import parse_assignments, parse_literal
     from ..errors import ConfigError
     from ..plots import save_samples_png
 
@@ -94,7 +94,7 @@ def sample(run: str, n: int, out: str, label: int | None, seed: int, sampler: st
     if not path.parent.exists():
         raise ConfigError(f"--out {out}: folder {path.parent} does not exist")
     r = load(run, device=device)
-    values = {k: _literal(v) for k, v in parse_assignments(options).items()}
+    values = {k: parse_literal(v) for k, v in parse_assignments(options).items()}
     samples = r.sample(n, label=label, seed=seed, sampler=sampler, **values).cpu()
     if path.suffix == ".png":
         save_samples_png(samples, r.model.data, path)
@@ -107,15 +107,6 @@ def sample(run: str, n: int, out: str, label: int | None, seed: int, sampler: st
             f.create_dataset("samples", data=samples.numpy())
             f.attrs.update({"run": str(run), "model": r.record.model, "seed": seed, "label": -1 if label is None else label})
     click.echo(f"wrote {n} samples to {out}")
-
-
-def _literal(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 @click.command("eval")

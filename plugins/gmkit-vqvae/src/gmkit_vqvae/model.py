@@ -38,7 +38,7 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
-from gmkit_core.config import parse_assignments
+from gmkit_core.config import parse_assignments, parse_literal
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.distributions import bits_per_dim, to_unit_interval
 from gmkit_core.errors import ConfigError, DataError, NotRegisteredError
@@ -100,14 +100,6 @@ class VQVAEConfig:
                          v.in_(("sample", "mode")))
 
 
-def _number(text: str) -> Any:
-    """``"2000"`` -> 2000, ``"1e-3"`` -> 0.001, anything else unchanged."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 class VQVAE(GenerativeModel):
@@ -286,7 +278,7 @@ class VQVAE(GenerativeModel):
         codes = {split: code_dataset(self._codes_of(ds), self.config.codebook_size, split)
                  for split, ds in data.items() if split in ("train", "validation")}
         self.train(was_training)
-        overrides = {k: _number(val) for k, val in parse_assignments(self.config.prior_train).items()}
+        overrides = {k: parse_literal(val) for k, val in parse_assignments(self.config.prior_train).items()}
         self.prior_model = fit(self.prior_model, codes, **overrides)
         self.prior_fitted.fill_(1)
 
