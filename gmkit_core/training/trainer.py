@@ -362,12 +362,16 @@ class _Loop:
 
 
 def nested_fit(parent: TrainConfig) -> Callable[..., GenerativeModel]:
-    """``fit(model, data, **overrides)`` for a model's extra stage: same trainer, in memory."""
+    """``fit(model, data, **overrides)`` for a model's extra stage: same trainer, in memory.
+
+    Overrides are validated and converted like ``--set train.KEY=VALUE`` (strings allowed).
+    """
+    from ..config import config_to_dict, make_config
 
     def fit(model: GenerativeModel, data: dict[str, Dataset], **overrides: Any) -> GenerativeModel:
-        settings = {**type(model).defaults_for(model.data), **overrides}
-        config = attrs.evolve(parent, checkpoint_every=0, sample_every=0, max_minutes=0, **settings)
-        return DefaultTrainer().fit(model, data, config)
+        settings = {**config_to_dict(parent), "checkpoint_every": 0, "sample_every": 0, "max_minutes": 0,
+                    **type(model).defaults_for(model.data), **overrides}
+        return DefaultTrainer().fit(model, data, make_config(TrainConfig, settings, owner="stage trainer"))
 
     return fit
 
