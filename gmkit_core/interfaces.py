@@ -196,15 +196,15 @@ class GenerativeModel(nn.Module, ABC):
         Default: mean :meth:`nll` in nats, or mean ``loss`` for models without a
         likelihood. Override when ``nll`` is costly (e.g. a fixed-seed estimate).
         """
+        if self.likelihood == "none":
+            return self._mean(data, batch_size, lambda b: self.loss(b)["loss"].expand(len(b)))
+        return self._mean(data, batch_size, self.nll)
+
+    def _mean(self, data: Dataset, batch_size: int, per_example: Any) -> float:
+        """Mean over ``data`` of ``per_example(batch) -> (B,)``, in float64, without gradients."""
         device = next(self.parameters(), torch.zeros(())).device
-        total = 0.0
         with torch.no_grad():
-            for b in data.batches(batch_size):
-                b = b.to(device)
-                if self.likelihood == "none":
-                    total += float(self.loss(b)["loss"]) * len(b)
-                else:
-                    total += float(self.nll(b).double().sum())
+            total = sum(float(per_example(b.to(device)).double().sum()) for b in data.batches(batch_size))
         return total / max(len(data), 1)
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
@@ -216,10 +216,7 @@ class GenerativeModel(nn.Module, ABC):
         out: dict[str, Any] = {"n": len(data), "exact": self.likelihood == "exact"}
         if self.likelihood == "none":
             return out
-        device = next(self.parameters(), torch.zeros(())).device
-        with torch.no_grad():
-            total = sum(float(self.nll(b.to(device)).double().sum()) for b in data.batches(batch_size))
-        out["nll_nats"] = total / max(len(data), 1)
+        out["nll_nats"] = self._mean(data, batch_size, self.nll)
         if data.spec.is_image:
             out["bits_per_dim"] = out["nll_nats"] / (data.spec.dims * math.log(2))
         return out
