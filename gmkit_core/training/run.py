@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 
 from ..artifact import Run, RunRecord, read_run, write_run
 from ..config import config_to_dict, make_config
@@ -69,9 +70,6 @@ def train(model: str, data: str = "digits", out: str | Path = "run.h5", *, steps
     if quiet:
         base["quiet"] = True
     tconfig = make_config(TrainConfig, base, owner="trainer")
-
-    import torch
-
     torch.manual_seed(tconfig.seed)  # the initial weights are part of what the seed fixes
     net = cls(config, spec)
     record = RunRecord(
