@@ -28,7 +28,7 @@ from .errors import ConfigError, NotRegisteredError
 __all__ = ["KINDS", "Entry", "PluginInfo", "Registry", "registry"]
 
 GROUP = "gmkit.plugins"
-KINDS = ("model", "prior", "transform", "schedule", "network", "sampler", "dataset")
+KINDS = ("model", "prior", "transform", "schedule", "network", "sampler", "dataset", "trainer", "feature")
 LIKELIHOODS = ("exact", "bound", "none")
 
 # Where the first-party names live, so a missing one says what to install.
