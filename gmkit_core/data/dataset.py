@@ -15,7 +15,10 @@ __all__ = ["Batch", "Dataset"]
 
 
 class Batch(NamedTuple):
-    """``x``: ``(B, C, H, W)`` int64 images or ``(B, D)`` floats; ``y``: ``(B,)`` int64 labels or None."""
+    """``x``: ``(B, C, H, W)`` int64 images, ``(B, T, C, H, W)`` int64 clips or ``(B, D)`` floats.
+
+    ``y``: ``(B,)`` int64 labels or None.
+    """
 
     x: torch.Tensor
     y: torch.Tensor | None = None
@@ -59,13 +62,17 @@ def check_tensor(x: torch.Tensor, y: torch.Tensor | None, spec: DataSpec) -> Non
     where = spec.name
     if tuple(x.shape[1:]) != tuple(spec.shape):
         raise DataError(f"{where}: examples have shape {tuple(x.shape[1:])}, expected {spec.shape}")
-    if spec.kind == "image":
+    if spec.is_discrete:
         if x.dtype != torch.int64:
-            raise DataError(f"{where}: images must be int64, got {x.dtype}")
+            raise DataError(f"{where}: {spec.kind}s must be int64, got {x.dtype}")
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= (spec.levels or 0)):
             raise DataError(f"{where}: pixel values must lie in [0, {spec.levels})")
     elif not x.is_floating_point():
         raise DataError(f"{where}: vector data must be floating point, got {x.dtype}")
+    else:
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise DataError(f"{where}: {bad} non-finite values (NaN or inf) in the vector data; remove or replace them")
     if y is not None:
         if y.shape != (x.shape[0],):
             raise DataError(f"{where}: {y.shape[0] if y.ndim else 0} labels for {x.shape[0]} examples")
