@@ -1,4 +1,4 @@
-"""The core's own plugin: built-in datasets and the standard-normal prior.
+"""The core's own plugin: built-in datasets, the standard-normal prior and the feature extractors.
 
 It is registered through the same entry point group as every other plugin.
 """
@@ -16,6 +16,12 @@ _DATA = "gmkit_core.data"
 @hookimpl
 def gmkit_register_datasets(register):  # type: ignore[no-untyped-def]
     register("digits", f"{_DATA}.builtin:digits", description="scikit-learn 8x8 digits, 17 levels, labels 0-9")
+    register("digits32", f"{_DATA}.builtin:digits32",
+             description="the digits upsampled to 32x32 (bilinear, rounded), 17 levels, labels 0-9")
+    register("patches32", f"{_DATA}.photos:patches32",
+             description="32x32 RGB crops of scikit-learn's two photos, splits from disjoint bands, 256 levels")
+    register("moving_digits", f"{_DATA}.moving_digits:moving_digits",
+             description="video: 8 frames 16x16 of a digit bouncing around, 17 levels, labels 0-9", kind="video")
     for name, attr, text in (
         ("moons", "moons", "two interleaved half circles"),
         ("circles", "circles", "two concentric rings"),
@@ -29,9 +35,21 @@ def gmkit_register_datasets(register):  # type: ignore[no-untyped-def]
     register("h5", f"{_DATA}.files:h5", description="h5:PATH, datasets x_<split>/y_<split> or x/y", kind="file")
     register("png", f"{_DATA}.files:png", description="png:FOLDER, PNGs of one size, labels from sub-folders", kind="file")
     register("idx", f"{_DATA}.files:idx", description="idx:IMAGES[,LABELS], MNIST IDX files", kind="file")
+    register("frames", f"{_DATA}.files:frames",
+             description="frames:FOLDER, video: one sub-folder of PNG frames per clip", kind="file")
+    register("cifar", f"{_DATA}.cifar:cifar",
+             description="cifar:FOLDER, CIFAR-10 binary batches (data_batch_1-5.bin, test_batch.bin)", kind="file")
 
 
 @hookimpl
 def gmkit_register_components(register):  # type: ignore[no-untyped-def]
     register("prior", "standard_normal", "gmkit_core.distributions:StandardNormal",
              description="N(0, I) over a latent of shape `shape`")
+    register("feature", "points", "gmkit_core.features.points:Points",
+             description="vector data: the features are the points themselves")
+    register("feature", "digits", "gmkit_core.features.classifier:digits",
+             description="digits (1x8x8, 17 levels): shipped conv classifier, 64-d penultimate features, logits")
+    register("feature", "inception", "gmkit_core.features.inception:InceptionFeatures",
+             description="inception:PATH, FID Inception-v3 pool features (2048-d) from a local weights file")
+    register("trainer", "default", "gmkit_core.training.trainer:DefaultTrainer",
+             description="one loop for every family: EMA, best-on-validation, checkpoints, resume, DDP")

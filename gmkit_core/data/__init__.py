@@ -2,18 +2,20 @@
 
 ``load("digits", split="train")``; ``load("moons")``; ``load("npz:my.npz")``;
 ``load("my.npz")`` (the loader is chosen from the extension). Sources are
-registered datasets, so plugins can add their own.
+registered datasets, so plugins can add their own; file loaders are those
+registered with ``kind="file"``.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import DataError, NotRegisteredError
 from .dataset import Batch, Dataset
 from .spec import SPLITS, DataSpec
 
-__all__ = ["Batch", "Dataset", "DataSpec", "SPLITS", "load", "resolve"]
+__all__ = ["Batch", "Dataset", "DataSpec", "SPLITS", "absolute_source", "load", "resolve"]
 
 _BY_SUFFIX = {".npz": "npz", ".h5": "h5", ".hdf5": "h5", ".gz": "idx"}
 
@@ -48,3 +50,20 @@ def load(source: str, split: str = "train") -> Dataset:
     except NotRegisteredError as exc:
         raise DataError(str(exc)) from None
     return factory(arg, split)
+
+
+def absolute_source(source: str) -> str:
+    """``source`` with the path(s) of a file source made absolute against the current directory.
+
+    ``npz:data/x.npz`` -> ``npz:/cwd/data/x.npz``; a plain path stays plain;
+    ``idx:A,B`` resolves both paths; ``~`` is expanded. A registered dataset
+    that is not a file loader (``digits``, ``moons:500``) is returned as is.
+    Nothing is read, so the file need not exist yet when it has a prefix.
+    """
+    from ..registry import registry
+
+    name, arg = resolve(source)
+    if not arg or registry.entry("dataset", name).data_kind != "file":
+        return source
+    paths = ",".join(os.path.abspath(Path(part).expanduser()) if part else part for part in arg.split(","))
+    return paths if arg == source else f"{name}:{paths}"

@@ -1,4 +1,4 @@
-"""Built-in data: scikit-learn's bundled 8x8 digits and seeded 2D toys.
+"""Built-in data: scikit-learn's bundled 8x8 digits (and a 32x32 version) and seeded 2D toys.
 
 Nothing is downloaded: the digits ship inside scikit-learn, the toys are drawn
 from a fixed seed per split.
@@ -6,6 +6,7 @@ from a fixed seed per split.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..errors import DataError
 from .dataset import Dataset
 from .spec import SPLITS, DataSpec
 
-__all__ = ["digits", "TOYS", "toy", "DIGITS_SPLIT", "TOY_SIZES"]
+__all__ = ["digits", "digits32", "upsample4", "digits_arrays", "TOYS", "toy", "DIGITS_SPLIT", "TOY_SIZES"]
 
 # train = first 1000 in scikit-learn's order, validation = next 350, test = last 447.
 DIGITS_SPLIT = {"train": (0, 1000), "validation": (1000, 1350), "test": (1350, 1797)}
@@ -28,19 +29,75 @@ def _check_split(split: str, name: str) -> None:
         raise DataError(f"{name}: unknown split '{split}'; splits: {', '.join(SPLITS)}")
 
 
-def digits(arg: str | None, split: str) -> Dataset:
-    """8x8 digits, 1797 images with 17 grey levels (0..16) and labels 0..9."""
-    _check_split(split, "digits")
-    if arg:
-        raise DataError(f"digits takes no argument, got '{arg}'")
+@functools.lru_cache(maxsize=1)
+def _all_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
+    images, target = bunch.images.astype(np.int64), bunch.target.astype(np.int64)
+    images.setflags(write=False)
+    target.setflags(write=False)
+    return images, target
+
+
+def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(N, 8, 8)`` levels 0..16 and ``(N,)`` labels of one digits split (cached per process)."""
+    _check_split(split, "digits")
+    images, target = _all_digits()
     start, stop = DIGITS_SPLIT[split]
-    x = torch.from_numpy(bunch.images[start:stop].astype(np.int64)).unsqueeze(1)
-    y = torch.from_numpy(bunch.target[start:stop].astype(np.int64))
+    return images[start:stop], target[start:stop]
+
+
+def _no_argument(name: str, arg: str | None) -> None:
+    if arg:
+        raise DataError(f"{name} takes no argument, got '{arg}'")
+
+
+def digits(arg: str | None, split: str) -> Dataset:
+    """8x8 digits, 1797 images with 17 grey levels (0..16) and labels 0..9."""
+    _check_split(split, "digits")
+    _no_argument("digits", arg)
+    images, target = digits_arrays(split)
     spec = DataSpec("digits", "image", (1, 8, 8), levels=17, num_classes=10)
-    return Dataset(x, y, spec, split)
+    return Dataset(torch.tensor(images).unsqueeze(1), torch.tensor(target), spec, split)
+
+
+def _bilinear_weights(size: int, factor: int) -> np.ndarray:
+    """``(size*factor, size)`` integer weights (in units of 1/(2*factor)) of bilinear upsampling.
+
+    Output pixel ``i`` sits at input coordinate ``u = (i + 1/2)/factor - 1/2``
+    (pixel centres aligned, as ``align_corners=False``); it takes
+    ``1 - frac(u)`` of pixel ``floor(u)`` and ``frac(u)`` of the next, both
+    indices clamped to the image.
+    """
+    unit = 2 * factor
+    weights = np.zeros((size * factor, size), np.int64)
+    for i in range(size * factor):
+        twice = 2 * i + 1 - factor  # 2*factor*u, an integer
+        lo, frac = divmod(twice, unit)
+        weights[i, min(max(lo, 0), size - 1)] += unit - frac
+        weights[i, min(max(lo + 1, 0), size - 1)] += frac
+    return weights
+
+
+def upsample4(images: np.ndarray) -> np.ndarray:
+    """``(N, 8, 8)`` integer levels -> ``(N, 32, 32)`` by bilinear upsampling, rounded half up to integers.
+
+    Exact integer arithmetic: with weights ``A`` in eighths, ``A X A^T`` is the
+    bilinear image times 64, so ``(A X A^T + 32) // 64`` rounds it half up.
+    Values stay in the input's range (each output is a convex combination).
+    """
+    a = _bilinear_weights(images.shape[-1], 4)
+    return (np.einsum("ij,njk,lk->nil", a, images, a, optimize=True) + 32) // 64
+
+
+def digits32(arg: str | None, split: str) -> Dataset:
+    """The digits splits upsampled to 1x32x32 (bilinear, rounded), still 17 levels, labels kept."""
+    _check_split(split, "digits32")
+    _no_argument("digits32", arg)
+    images, target = digits_arrays(split)
+    spec = DataSpec("digits32", "image", (1, 32, 32), levels=17, num_classes=10)
+    return Dataset(torch.from_numpy(upsample4(images)).unsqueeze(1), torch.tensor(target), spec, split)
 
 
 def _moons(rng: np.random.RandomState, n: int) -> np.ndarray:

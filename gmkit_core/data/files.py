@@ -65,6 +65,8 @@ def from_arrays(arrays: dict[str, Any], split: str, name: str, where: str) -> Da
     """Build a split from a mapping in the documented layout."""
     if split not in SPLITS:
         raise DataError(f"{where}: unknown split '{split}'; splits: {', '.join(SPLITS)}")
+    key = f"x_{split}" if f"x_{split}" in arrays else "x"
+    _check_finite(arrays.get(key), f"{where} ({key})")
     if f"x_{split}" in arrays:
         x, y = np.asarray(arrays[f"x_{split}"]), arrays.get(f"y_{split}")
         all_x = [np.asarray(arrays[f"x_{s}"]) for s in SPLITS if f"x_{s}" in arrays]
@@ -84,8 +86,19 @@ def from_arrays(arrays: dict[str, Any], split: str, name: str, where: str) -> Da
     levels = arrays.get("levels")
     num_classes = arrays.get("num_classes")
     name = str(np.asarray(arrays["name"])) if "name" in arrays else name
-    key = f"x_{split}" if f"x_{split}" in arrays else "x"
     return _dataset(x, y, all_x, levels, num_classes, name, split, f"{where} ({key})")
+
+
+def _check_finite(x: Any, where: str) -> None:
+    """Reject float vector data with NaN, inf, or values that overflow float32 (counted over the whole array)."""
+    x = np.asarray(x)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
+        return
+    with np.errstate(over="ignore"):
+        bad = int(x.size - np.count_nonzero(np.isfinite(x.astype(np.float32))))
+    if bad:
+        raise DataError(f"{where}: {bad} non-finite values (NaN, inf, or beyond float32's range) in the vector data; "
+                        "remove or replace them")
 
 
 def _dataset(x: np.ndarray, y: Any, all_x: list[np.ndarray], levels: Any, num_classes: Any,
@@ -94,9 +107,6 @@ def _dataset(x: np.ndarray, y: Any, all_x: list[np.ndarray], levels: Any, num_cl
         if not np.issubdtype(x.dtype, np.number):
             raise DataError(f"{where}: vector data must be numeric, got {x.dtype}")
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        bad = int(x.size - np.count_nonzero(np.isfinite(xt.numpy())))
-        if bad:
-            raise DataError(f"{where}: {bad} non-finite values (NaN or inf) in the vector data; remove or replace them")
         spec = DataSpec(name, "vector", (x.shape[1],), num_classes=_int(num_classes))
     elif x.ndim in (3, 4, 5):
         kind = "video" if x.ndim == 5 else "image"
