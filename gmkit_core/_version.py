@@ -6,4 +6,4 @@ that breaks existing plugins.
 """
 
 __version__ = "0.1.0"
-API_VERSION = 1
+API_VERSION = 2

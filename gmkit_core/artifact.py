@@ -1,13 +1,15 @@
 """The run file: one HDF5 file per run, everything needed to sample, evaluate and resume.
 
-Layout (format ``gmkit-run`` version 1)::
+Layout (format ``gmkit-run`` version 2)::
 
     /            attrs: format, format_version, gmkit_core_version, plugin, plugin_version,
                         model, config_class, config (JSON), train_config (JSON),
                         data (JSON: source and DataSpec), created, updated
     /best        the weights a user gets (best on validation; EMA weights when EMA is on)
     /model       current weights        /ema  EMA weights (if any)
-    /optimizer   state tensors as state/<param index>/<name>; param_groups as JSON attr
+    /optimizer   one group per optimiser (``model``, or the model's own names such as
+                 ``generator``/``discriminator``): state tensors as
+                 <group>/state/<param index>/<name>; param_groups as JSON attr
     /trainer     step, best_score, best_step, bad_evals, data order, RNG states
     /history     step-indexed arrays: train/<name>, validation/<name>
     /samples     optional sample arrays
@@ -36,7 +38,7 @@ from .errors import ArtifactError
 __all__ = ["FORMAT", "FORMAT_VERSION", "RunRecord", "write_run", "read_run", "load", "Run"]
 
 FORMAT = "gmkit-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one optimiser state per named group (1: a single optimiser)
 
 
 @attrs.define
@@ -53,7 +55,7 @@ class RunRecord:
     best: dict[str, torch.Tensor]
     weights: dict[str, torch.Tensor] | None = None
     ema: dict[str, torch.Tensor] | None = None
-    optimizer: dict[str, Any] | None = None
+    optimizer: dict[str, dict[str, Any]] | None = None  # optimiser state by group name
     trainer: dict[str, Any] = attrs.field(factory=dict)
     history: dict[str, dict[str, np.ndarray]] = attrs.field(factory=dict)
     samples: dict[str, np.ndarray] = attrs.field(factory=dict)
@@ -153,7 +155,9 @@ def write_run(path: str | Path, record: RunRecord) -> Path:
                 if state is not None:
                     _put_state(f.create_group(name), state)
             if record.optimizer is not None:
-                _put_optimizer(f.create_group("optimizer"), record.optimizer)
+                group = f.create_group("optimizer")
+                for name, state in record.optimizer.items():
+                    _put_optimizer(group.create_group(name), state)
             _put_tree(f.create_group("trainer"), record.trainer)
             _put_tree(f.create_group("history"), record.history)
             _put_tree(f.create_group("samples"), record.samples)
@@ -198,7 +202,10 @@ def read_run(path: str | Path, weights_only: bool = False) -> RunRecord:
             if not weights_only:
                 record.weights = _get_state(f["model"]) if "model" in f else None
                 record.ema = _get_state(f["ema"]) if "ema" in f else None
-                record.optimizer = _get_optimizer(f["optimizer"]) if "optimizer" in f else None
+                if "optimizer" in f:
+                    opt = f["optimizer"]
+                    record.optimizer = ({"model": _get_optimizer(opt)} if "param_groups" in opt.attrs  # version 1
+                                        else {name: _get_optimizer(opt[name]) for name in opt})
                 record.trainer = _get_tree(f["trainer"]) if "trainer" in f else {}
                 record.history = _get_tree(f["history"]) if "history" in f else {}
                 record.samples = _get_tree(f["samples"]) if "samples" in f else {}

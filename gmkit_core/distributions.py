@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .interfaces import Prior
+from .interfaces import Prior, bits_per_dim
 
 __all__ = [
     "LOG_2PI", "Normal", "StandardNormal", "kl_normal", "Bernoulli", "Categorical",
@@ -42,11 +42,6 @@ LOG_2PI = math.log(2 * math.pi)
 def _sum_event(t: Tensor, event_dims: int | None) -> Tensor:
     n = t.ndim - 1 if event_dims is None else event_dims
     return t.sum(dim=tuple(range(t.ndim - n, t.ndim))) if n else t
-
-
-def bits_per_dim(nats: Tensor | float, dims: int) -> Tensor | float:
-    """nats per example -> bits per dimension: ``nats / (dims * ln 2)``."""
-    return nats / (dims * math.log(2))
 
 
 def to_unit_interval(x: Tensor, levels: int, dtype: torch.dtype | None = None) -> Tensor:

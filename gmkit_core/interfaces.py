@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+import attrs
 import torch
 from torch import Tensor, nn
 
+from .data.dataset import Batch
+
 if TYPE_CHECKING:
-    from .data import Batch, Dataset, DataSpec
+    from .data import Dataset, DataSpec
 
 __all__ = [
-    "Distribution", "Encoder", "Decoder", "Prior", "Transform", "NoiseSchedule",
-    "Trainer", "GenerativeModel",
+    "Distribution", "Encoder", "Decoder", "Prior", "Transform", "NoiseSchedule", "Network", "Sampler",
+    "Trainer", "GenerativeModel", "OptimizerGroup", "Step", "LIKELIHOODS", "likelihood_of", "bits_per_dim",
 ]
+
+
+def bits_per_dim(nats: Any, dims: int) -> Any:
+    """nats per example -> bits per dimension: ``nats / (dims * ln 2)`` (floats or tensors)."""
+    return nats / (dims * math.log(2))
 
 
 class Distribution(Protocol):
@@ -121,22 +130,27 @@ class NoiseSchedule(nn.Module):
     def T(self) -> int:  # noqa: N802 - the paper's symbol
         return self.betas.numel()
 
-    def _at(self, values: Tensor, t: Tensor, like: Tensor) -> Tensor:
-        """``values[t-1]`` shaped ``(B, 1, ..., 1)`` to broadcast against ``like``, in its dtype."""
+    def at(self, values: Tensor, t: Tensor, like: Tensor) -> Tensor:
+        """``values[t-1]`` (e.g. ``schedule.betas``) shaped ``(B, 1, ..., 1)`` to broadcast on ``like``, in its dtype."""
         out = values.to(like.device)[t.long().to(like.device) - 1]
         return out.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
+    def posterior_variance(self, t: Tensor, like: Tensor) -> Tensor:
+        r""":math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t`, shaped to broadcast on ``like``."""
+        abar, abar_prev = self.at(self.alphas_cumprod, t, like), self.at(self.alphas_cumprod_prev, t, like)
+        return (1 - abar_prev) / (1 - abar) * self.at(self.betas, t, like)
+
     def q_sample(self, x0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
         r""":math:`x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon`."""
-        abar = self._at(self.alphas_cumprod, t, x0)
+        abar = self.at(self.alphas_cumprod, t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
 
     def q_posterior(self, x0: Tensor, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         r"""Mean :math:`\tilde\mu_t(x_t, x_0)` and variance :math:`\tilde\beta_t` (broadcastable) of :math:`q(x_{t-1}\mid x_t, x_0)`."""
-        beta, alpha = self._at(self.betas, t, x0), self._at(self.alphas, t, x0)
-        abar, abar_prev = self._at(self.alphas_cumprod, t, x0), self._at(self.alphas_cumprod_prev, t, x0)
+        beta, alpha = self.at(self.betas, t, x0), self.at(self.alphas, t, x0)
+        abar, abar_prev = self.at(self.alphas_cumprod, t, x0), self.at(self.alphas_cumprod_prev, t, x0)
         mean = (abar_prev.sqrt() * beta / (1 - abar)) * x0 + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * xt
-        return mean, (1 - abar_prev) / (1 - abar) * beta
+        return mean, self.posterior_variance(t, x0)
 
     def snr(self, t: Tensor) -> Tensor:
         r""":math:`\bar\alpha_t / (1 - \bar\alpha_t)` for integer steps ``t`` (float64)."""
@@ -144,24 +158,110 @@ class NoiseSchedule(nn.Module):
         return abar / (1 - abar)
 
 
-class GenerativeModel(nn.Module, ABC):
-    """What a plugin registers: a model of one family over one kind of data.
+@runtime_checkable
+class Network(Protocol):
+    r"""A conditional network ``net(x, t, condition=None) -> Tensor`` (denoisers, score and velocity fields).
 
-    Subclasses declare ``Config`` (a frozen attrs class), ``likelihood``
-    (``"exact"``, ``"bound"`` or ``"none"``: what :meth:`nll` returns) and
-    ``conditional``; they are built as ``Model(config, data_spec)``.
+    ``x``: ``(B, *shape)`` float input; ``t``: ``(B,)`` time, either an int64
+    step in ``[1, T]`` (discrete time) or a float in ``[0, 1]`` (continuous
+    time), embedded by :func:`gmkit_core.nn.time_embedding`, which maps both onto
+    the same frequencies; ``condition``: ``(B,)`` int64 labels (a network built
+    with ``num_classes=K`` reserves label ``K`` for "no label", for
+    classifier-free guidance) or ``None``. Returns ``(B, out_channels, *spatial)``
+    or ``(B, D)``, as configured.
+    """
+
+    def __call__(self, x: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor: ...
+
+
+class Sampler(Protocol):
+    """A registered sampler: ``sampler(model, n, *, condition, generator, data) -> (n, *shape)``.
+
+    Built by the registry from validated keyword options (an attrs ``Options``
+    class or a checked signature). ``applies_to(model) -> str | None`` returns
+    ``None`` when the sampler can draw from ``model``, else one line saying why
+    not (e.g. "ddim needs a diffusion model"), so a wrong pairing is a clear
+    error, never an AttributeError. ``needs_data``: the sampler also needs the
+    training split (e.g. a post-hoc latent mixture).
+    """
+
+    needs_data: bool
+
+    @staticmethod
+    def applies_to(model: GenerativeModel) -> str | None: ...
+
+    def __call__(self, model: GenerativeModel, n: int, *, condition: Tensor | None = None,
+                 generator: torch.Generator | None = None, data: Dataset | None = None) -> Tensor: ...
+
+
+LIKELIHOODS = ("exact", "bound", "estimate", "none")
+
+
+def likelihood_of(model: GenerativeModel) -> str:
+    """The likelihood kind of a built model: ``type(model).likelihood_kind(model.data, model.config)``."""
+    return type(model).likelihood_kind(model.data, model.config)
+
+
+@attrs.frozen
+class OptimizerGroup:
+    """Parameters stepped by one optimiser of a model that owns its training step.
+
+    ``lr``, ``betas`` and ``weight_decay`` override the trainer's settings for
+    this group (``None``: use ``train.lr`` etc.); the trainer's warm-up and
+    schedule scale every group's ``lr`` by the same factor.
+    """
+
+    params: tuple[nn.Parameter, ...] = attrs.field(converter=tuple)
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
+
+
+class Step(Protocol):
+    """What the trainer hands to :meth:`GenerativeModel.train_step`.
+
+    - ``index``: the global optimisation step (0-based);
+    - ``update(name, loss)``: zero the gradients of group ``name``'s parameters,
+      back-propagate ``loss``, average the gradients over processes (DDP), clip
+      them (``train.grad_clip``), set the scheduled learning rate and step that
+      group's optimiser. Other groups' parameters are left untouched.
+    - ``next_batch()``: the next batch of the training stream (on the device),
+      e.g. for several discriminator steps per generator step.
+    """
+
+    index: int
+
+    def update(self, name: str, loss: Tensor) -> None: ...
+
+    def next_batch(self) -> Batch: ...
+
+
+class GenerativeModel(nn.Module, ABC):
+    r"""What a plugin registers: a model of one family over one kind of data.
+
+    Class attributes: ``Config`` (a frozen attrs class), ``likelihood`` (what
+    :meth:`nll` returns: ``"exact"``, ``"bound"`` (an upper bound on
+    :math:`-\log P(x)`, possibly in expectation over its noise), ``"estimate"``
+    or ``"none"``; or a mapping from data kind ``"image"``/``"vector"`` to one
+    of them), resolved by :meth:`likelihood_kind`; ``conditional`` (accepts a
+    label ``condition``; an instance may set it to ``False`` when its data have
+    no labels); ``train_defaults``. Models are built as ``Model(config, data_spec)``.
 
     - :meth:`loss` ``(batch) -> dict`` with key ``"loss"`` (a scalar, the mean
       over the batch, to minimise) and any scalars worth logging.
-    - :meth:`sample` ``(n, condition, generator)`` -> ``(n, *shape)`` data of the
-      stored type: int64 levels for images, floats for vectors.
-    - :meth:`nll` ``(batch) -> (B,)`` nats of the data as stored: exact, or an
-      upper bound (then it is ``-log p`` of a lower bound such as the ELBO).
+    - :meth:`sample` ``(n, *, condition, generator)`` -> ``(n, *shape)`` data of
+      the stored type: int64 levels for images, floats for vectors.
+    - :meth:`nll` ``(batch) -> (B,)`` nats of the data as stored (given the
+      labels, for a conditional model).
+    - To own the optimisation step (several optimisers, alternating updates),
+      override :meth:`optimizer_groups` and :meth:`train_step`; state such as a
+      replay buffer lives in persistent buffers, so checkpoints hold it.
+    - :meth:`finish` runs a second stage after the main fit.
     """
 
     Config: ClassVar[type]
-    likelihood: ClassVar[str] = "none"
-    conditional: ClassVar[bool] = False
+    likelihood: ClassVar[str | Mapping[str, str]] = "none"
+    conditional: bool = False
     #: Trainer settings (fields of ``TrainConfig``) under which the default config does well.
     train_defaults: ClassVar[dict[str, Any]] = {}
 
@@ -172,11 +272,26 @@ class GenerativeModel(nn.Module, ABC):
         #: The optimisation step, set by the trainer before each :meth:`loss` (for warm-ups).
         self.step = 0
 
+    @classmethod
+    def likelihood_kind(cls, data: DataSpec | None = None, config: Any = None) -> str:
+        """What :meth:`nll` is on ``data`` (and ``config``): exact, bound, estimate or none.
+
+        Reads the ``likelihood`` declaration; without ``data`` a per-kind
+        declaration is shown as e.g. ``"exact (vector), bound (image)"``.
+        Override only when the kind depends on the config.
+        """
+        declared = cls.likelihood
+        if isinstance(declared, str):
+            return declared
+        if data is None:
+            return ", ".join(f"{v} ({k})" for k, v in declared.items())
+        return declared.get(data.kind, declared.get("image" if data.kind == "video" else data.kind, "none"))
+
     @abstractmethod
     def loss(self, batch: Batch) -> dict[str, Tensor]: ...
 
     @abstractmethod
-    def sample(self, n: int, condition: Tensor | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None,
                generator: torch.Generator | None = None) -> Tensor: ...
 
     def nll(self, batch: Batch) -> Tensor:
@@ -184,6 +299,34 @@ class GenerativeModel(nn.Module, ABC):
 
     def prepare(self, train: Dataset) -> None:
         """Data-dependent initialisation before the first step of a new run (optional)."""
+
+    def finish(self, data: dict[str, Dataset], fit: Callable[..., GenerativeModel]) -> None:
+        """A second stage after the main fit, with the best weights loaded (optional).
+
+        ``fit(module, data, **train_overrides)`` trains another model with the
+        same trainer (e.g. a prior over a VQ-VAE's codes); what this method
+        leaves in the module is saved as the run's weights.
+        """
+
+    def optimizer_groups(self) -> dict[str, OptimizerGroup]:
+        """The optimisers of :meth:`train_step`, by name. Default: one group ``"model"`` of all trainable parameters."""
+        return {"model": OptimizerGroup(tuple(p for p in self.parameters() if p.requires_grad))}
+
+    def train_step(self, batch: Batch, step: Step) -> dict[str, Tensor]:
+        """One optimisation step; returns the scalars to log (``"loss"`` among them).
+
+        Override together with :meth:`optimizer_groups` to own the step; the
+        default (``loss`` then one update) is run by the trainer's own path,
+        which adds gradient accumulation and DDP's overlapped reduction.
+        """
+        out = self.loss(batch)
+        step.update("model", out["loss"])
+        return out
+
+    @classmethod
+    def owns_step(cls) -> bool:
+        """True when the class overrides :meth:`train_step`."""
+        return cls.train_step is not GenerativeModel.train_step
 
     @classmethod
     def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
@@ -194,9 +337,10 @@ class GenerativeModel(nn.Module, ABC):
         """What the trainer minimises on the validation split to keep the best weights.
 
         Default: mean :meth:`nll` in nats, or mean ``loss`` for models without a
-        likelihood. Override when ``nll`` is costly (e.g. a fixed-seed estimate).
+        likelihood. Override when ``nll`` is costly (e.g. a fixed-seed estimate)
+        or has no meaning (e.g. a Fréchet distance for a GAN).
         """
-        if self.likelihood == "none":
+        if likelihood_of(self) == "none":
             return self._mean(data, batch_size, lambda b: self.loss(b)["loss"].expand(len(b)))
         return self._mean(data, batch_size, self.nll)
 
@@ -207,18 +351,41 @@ class GenerativeModel(nn.Module, ABC):
             total = sum(float(per_example(b.to(device)).double().sum()) for b in data.batches(batch_size))
         return total / max(len(data), 1)
 
-    def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
-        """Mean NLL over ``data`` in nats (and bits/dim for images), plus model-specific metrics.
+    def marginal_nll(self, batch: Batch) -> Tensor:
+        r""":math:`-\log p(x)` of a label-conditional model, :math:`p(x) = \frac1K \sum_y p(x \mid y)`, ``(B,)`` nats.
 
-        Subclasses extend the dict (e.g. an IWAE bound, codebook usage); keys that
-        hold a likelihood figure are in nats per example.
+        Computed over all ``K`` labels by log-mean-exp of :meth:`nll`: exact
+        where :meth:`nll` is exact; a log-mean-exp of upper bounds is an upper
+        bound. Override with a cheaper valid figure of the same kind if one exists.
         """
-        out: dict[str, Any] = {"n": len(data), "exact": self.likelihood == "exact"}
-        if self.likelihood == "none":
+        k = int(self.data.num_classes or 0)
+        per_label = torch.stack(
+            [self.nll(Batch(batch.x, torch.full((len(batch.x),), y, dtype=torch.long, device=batch.x.device)))
+             for y in range(k)], dim=1)  # (B, K)
+        return -(torch.logsumexp(-per_label.double(), dim=1) - math.log(k)).to(per_label.dtype)
+
+    def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
+        r"""Mean NLL over ``data`` in nats (and bits/dim for discrete data), plus model-specific metrics.
+
+        For a conditional model on labelled data the headline ``nll_nats`` is of
+        the marginal :math:`p(x)` (:meth:`marginal_nll`) and
+        ``conditional_nll_nats`` is :math:`-\log p(x \mid y)`. Subclasses extend
+        the dict (e.g. an IWAE bound, codebook usage); keys that hold a
+        likelihood figure are in nats per example.
+        """
+        kind = likelihood_of(self)
+        out: dict[str, Any] = {"n": len(data), "likelihood": kind, "exact": kind == "exact"}
+        if kind == "none":
             return out
-        out["nll_nats"] = self._mean(data, batch_size, self.nll)
-        if data.spec.is_image:
-            out["bits_per_dim"] = out["nll_nats"] / (data.spec.dims * math.log(2))
+        if self.conditional and data.y is not None and self.data.num_classes:
+            out["nll_nats"] = self._mean(data, batch_size, self.marginal_nll)
+            out["conditional_nll_nats"] = self._mean(data, batch_size, self.nll)
+            out["conditional"] = True
+        else:
+            out["nll_nats"] = self._mean(data, batch_size, self.nll)
+        if data.spec.kind != "vector":
+            for key in [k for k in out if k.endswith("nll_nats")]:
+                out[key.replace("nll_nats", "bits_per_dim")] = bits_per_dim(out[key], data.spec.dims)
         return out
 
     def describe(self) -> str:
@@ -228,12 +395,17 @@ class GenerativeModel(nn.Module, ABC):
 
 
 class Trainer(ABC):
-    """Fits a :class:`GenerativeModel`: ``fit(model, data, config) -> model``.
+    """Fits a :class:`GenerativeModel`: ``fit(model, data, config, resume=None) -> model``.
 
-    ``data`` maps split names (``train``, ``validation``) to datasets. An
-    implementation owns the loop, optimiser, EMA, checkpoints, logging and
-    distribution across processes.
+    ``data`` maps split names (``train``, ``validation``) to datasets;
+    ``config`` is a :class:`~gmkit_core.training.TrainConfig`. An implementation
+    owns the loop, optimisers, EMA, checkpoints, logging and distribution across
+    processes. A registered trainer (kind ``trainer``, chosen with
+    ``--set train.trainer=NAME``) is built as ``Trainer(checkpoint=, samples=)``:
+    it calls ``checkpoint(snapshot)`` to have the run file written and
+    ``samples(step, model)`` for sample grids, and sets ``self.outcome``.
     """
 
     @abstractmethod
-    def fit(self, model: GenerativeModel, data: dict[str, Dataset], config: Any) -> GenerativeModel: ...
+    def fit(self, model: GenerativeModel, data: dict[str, Dataset], config: Any,
+            resume: Any = None) -> GenerativeModel: ...

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .interfaces import likelihood_of
+
 __all__ = ["grid_image", "save_samples_png", "sample_picture", "loss_curve", "density_picture", "run_pictures"]
 
 
@@ -150,6 +152,6 @@ def run_pictures(run: Any, train: Any) -> list[Path]:
     spec = run.model.data
     if spec.is_image or spec.shape == (2,):
         written.append(sample_picture(run.model, f"{stem}.samples.png"))
-    if spec.shape == (2,) and not spec.is_image and run.model.likelihood == "exact":  # exp(-bound) is no density
+    if spec.shape == (2,) and not spec.is_image and likelihood_of(run.model) == "exact":  # exp(-bound) is no density
         written.append(density_picture(run.model, train.x, f"{stem}.density.png"))
     return written

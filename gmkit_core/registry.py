@@ -1,12 +1,15 @@
 """The plugin registry: entry points in, named models and components out.
 
 Plugins are found through the entry-point group ``gmkit.plugins`` and loaded
-lazily on first use. Each plugin is loaded and registered in isolation: one
-that fails to import, targets another API version, implements an unknown hook
-or claims a name another plugin holds is recorded with its error and skipped,
-and everything else keeps working. Registrations name their target as a
-``"module:attr"`` string, so listing plugins and models imports neither torch
-nor model code.
+lazily on first use. Each plugin is loaded and registered in isolation, its
+hooks called through pluggy's hook caller: one that fails to import, targets
+another API version, implements an unknown hook or fails while registering is
+recorded with its error, and everything else keeps working. A name claimed by
+two plugins is refused for both (using it is an error naming both
+distributions), while their other names keep working. Registrations name their
+target as a ``"module:attr"`` string, so listing plugins and datasets imports
+neither torch nor model code; a model's likelihood kind and conditionality are
+declared on its class and read from it when asked for.
 """
 
 from __future__ import annotations
@@ -29,17 +32,7 @@ __all__ = ["KINDS", "Entry", "PluginInfo", "Registry", "registry"]
 
 GROUP = "gmkit.plugins"
 KINDS = ("model", "prior", "transform", "schedule", "network", "sampler", "dataset", "trainer", "feature")
-LIKELIHOODS = ("exact", "bound", "none")
-
-# Where the first-party names live, so a missing one says what to install.
-FIRST_PARTY = {
-    "gmkit-vae": ["vae", "beta_vae", "cvae", "iwae", "hvae"],
-    "gmkit-pixelcnn": ["pixelcnn"],
-    "gmkit-flows": ["realnvp", "glow", "maf", "nsf", "iaf"],
-    "gmkit-diffusion": ["ddpm", "unet", "dit", "linear", "cosine", "ddim"],
-    "gmkit-gmm": ["gmm"],
-    "gmkit-vqvae": ["vqvae"],
-}
+HOOKS = ("gmkit_register_models", "gmkit_register_components", "gmkit_register_datasets")
 
 
 @attrs.frozen
@@ -55,9 +48,6 @@ class Entry:
     plugin: str
     description: str = ""
     family: str = ""
-    #: "exact", "bound", "none", or per data kind, e.g. {"vector": "exact", "image": "bound"}
-    likelihood: str | dict[str, str] = "none"
-    conditional: bool = False
     data_kind: str = ""
 
     def load(self) -> Any:
@@ -73,11 +63,21 @@ class Entry:
             ) from exc
         return obj
 
+    def model_traits(self) -> dict[str, Any]:
+        """``likelihood`` (the class's declaration, e.g. ``"bound"`` or ``"exact (vector), bound (image)"``)
+        and ``conditional``, read from the model class (imports it); ``error`` if it cannot load."""
+        try:
+            cls = self.load()
+            return {"likelihood": cls.likelihood_kind(), "conditional": bool(cls.conditional)}
+        except NotRegisteredError as exc:
+            return {"likelihood": "?", "conditional": False, "error": str(exc)}
+
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
-        if self.kind != "model":
-            for key in ("family", "likelihood", "conditional"):
-                data.pop(key)
+        if self.kind == "model":
+            data.update(self.model_traits())
+        else:
+            data.pop("family")
         if self.kind != "dataset":
             data.pop("data_kind")
         return data
@@ -93,6 +93,8 @@ class PluginInfo:
     api: int | None = None
     registers: list[str] = attrs.field(factory=list)
     error: str | None = None
+    #: names this plugin claimed that another plugin claims too (refused for both)
+    conflicts: list[str] = attrs.field(factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -111,6 +113,7 @@ class Registry:
         self._loaded = False
         self._plugins: dict[str, PluginInfo] = {}
         self._entries: dict[tuple[str, str], Entry] = {}
+        self._conflicts: dict[tuple[str, str], list[str]] = {}
         self._pm = pluggy.PluginManager("gmkit")
         self._pm.add_hookspecs(hookspecs)
 
@@ -158,45 +161,48 @@ class Registry:
             info.error = f"invalid hooks: {exc}"
             return info
         staged: list[Entry] = []
+        others = [m for m in self._pm.get_plugins() if m is not module]
         try:
-            self._call(module, "gmkit_register_models", self._model_register(info, staged))
-            self._call(module, "gmkit_register_components", self._component_register(info, staged))
-            self._call(module, "gmkit_register_datasets", self._dataset_register(info, staged))
+            for hook, register in zip(HOOKS, (self._model_register(info, staged),
+                                              self._component_register(info, staged),
+                                              self._dataset_register(info, staged)), strict=True):
+                # this plugin's implementation only, through the hook caller (hookimpl options apply)
+                self._pm.subset_hook_caller(hook, remove_plugins=others)(register=register)
         except Exception as exc:
             self._pm.unregister(module)
             info.error = f"registration failed: {type(exc).__name__}: {exc}"
             return info
         for entry in staged:
-            self._entries[(entry.kind, entry.name)] = entry
-            info.registers.append(f"{entry.kind}:{entry.name}")
+            self._add_entry(info, entry)
         return info
 
-    @staticmethod
-    def _call(module: ModuleType, hook: str, register: Callable[..., None]) -> None:
-        impl = getattr(module, hook, None)
-        if impl is not None:
-            impl(register=register)
+    def _add_entry(self, info: PluginInfo, entry: Entry) -> None:
+        key = (entry.kind, entry.name)
+        if key in self._conflicts:
+            self._conflicts[key].append(info.name)
+        elif key in self._entries:
+            holder = self._entries.pop(key)
+            self._conflicts[key] = [holder.plugin, info.name]
+            self._plugins[holder.plugin].conflicts.append(f"{entry.kind}:{entry.name}")
+        else:
+            self._entries[key] = entry
+            info.registers.append(f"{entry.kind}:{entry.name}")
+            return
+        info.conflicts.append(f"{entry.kind}:{entry.name}")
 
-    def _claim(self, info: PluginInfo, staged: list[Entry], entry: Entry) -> None:
+    @staticmethod
+    def _claim(info: PluginInfo, staged: list[Entry], entry: Entry) -> None:
         if entry.kind not in KINDS:
             raise ValueError(f"unknown kind '{entry.kind}'; kinds: {', '.join(KINDS)}")
         if ":" not in entry.target:
             raise ValueError(f"target of {entry.kind} '{entry.name}' must be 'module:attr', got '{entry.target}'")
-        key = (entry.kind, entry.name)
-        if key in self._entries or any((e.kind, e.name) == key for e in staged):
-            holder = self._entries[key].plugin if key in self._entries else info.name
-            raise ValueError(f"{entry.kind} '{entry.name}' is registered by both {holder} and {info.name}")
+        if any((e.kind, e.name) == (entry.kind, entry.name) for e in staged):
+            raise ValueError(f"{entry.kind} '{entry.name}' is registered twice by {info.name}")
         staged.append(entry)
 
     def _model_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
-        def register(name: str, target: str, *, family: str = "", description: str = "",
-                     likelihood: str | dict[str, str] = "none", conditional: bool = False) -> None:
-            per_kind = likelihood if isinstance(likelihood, dict) else {"": likelihood}
-            if not all(v in LIKELIHOODS and k in ("", "image", "vector") for k, v in per_kind.items()):
-                raise ValueError(f"model '{name}': likelihood must be one of {LIKELIHOODS}, "
-                                 "or a mapping from 'image'/'vector' to one of them")
-            self._claim(info, staged, Entry("model", name, target, info.name, description,
-                                            family, likelihood, conditional))
+        def register(name: str, target: str, *, family: str = "", description: str = "") -> None:
+            self._claim(info, staged, Entry("model", name, target, info.name, description, family))
         return register
 
     def _component_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
@@ -231,11 +237,19 @@ class Registry:
         found = self._entries.get((kind, name))
         if found is not None:
             return found
-        hint = next((dist for dist, names in FIRST_PARTY.items() if name in names), None)
-        if hint is not None:
-            raise NotRegisteredError(f"no {kind} named '{name}': install the plugin {hint} (pip install {hint})")
-        known = ", ".join(self.names(kind)) or "none installed"
-        raise NotRegisteredError(f"no {kind} named '{name}'; available: {known}")
+        claimants = self._conflicts.get((kind, name))
+        if claimants:
+            raise NotRegisteredError(
+                f"{kind} '{name}' is registered by both {' and '.join(claimants)}, so neither is used; "
+                f"uninstall one of them (pip uninstall {claimants[-1]})"
+            )
+        message = f"no {kind} named '{name}'; available: {', '.join(self.names(kind)) or 'none installed'}"
+        failed = [p for p in self._plugins.values() if p.error]
+        if failed:
+            reasons = "; ".join(f"{p.name}: {p.error}" for p in failed)
+            raise NotRegisteredError(f"{message}. Plugins that failed to load and may provide it: {reasons}")
+        raise NotRegisteredError(f"{message} (a plugin that provides it may not be installed; gmkit plugins lists "
+                                 "what is)")
 
     def get(self, kind: str, name: str, /, **cfg: Any) -> Any:
         """Build a registered model or component with validated options.

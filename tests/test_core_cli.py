@@ -14,7 +14,7 @@ def run(*args, cwd=None):
     return subprocess.run([*GMKIT, *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["models", "--json"], ["datasets", "--json"], ["train", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["datasets", "--json"], ["train", "--help"]])
 def test_listings_do_not_import_torch(args):
     code = (f"import sys, runpy; sys.argv = ['gmkit', *{args!r}]\n"
             "try:\n    runpy.run_module('gmkit_core.cli', run_name='__main__')\n"
@@ -22,6 +22,12 @@ def test_listings_do_not_import_torch(args):
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_models_lists_the_likelihood_each_class_declares():
+    listed = {m["name"]: m for m in json.loads(run("models", "--json").stdout)}
+    assert listed["independent"]["likelihood"] == "exact" and listed["independent"]["conditional"] is False
+    assert listed["independent"]["plugin"] == "gmkit-example"
 
 
 @pytest.mark.parametrize("command", ["plugins", "models", "datasets"])

@@ -14,7 +14,7 @@ from gmkit_core.errors import ConfigError, NotRegisteredError
 from gmkit_core.registry import Registry
 
 
-def _module(name, api=1, **hooks):
+def _module(name, api=2, **hooks):
     m = types.ModuleType(name)
     m.GMKIT_API = api
     for hook, fn in hooks.items():
@@ -25,7 +25,7 @@ def _module(name, api=1, **hooks):
 def _models(*names):
     def gmkit_register_models(register):
         for n in names:
-            register(n, "gmkit_example.model:Independent", family="t", likelihood="exact")
+            register(n, "gmkit_example.model:Independent", family="t")
     return gmkit_register_models
 
 
@@ -33,7 +33,8 @@ def test_registers_and_builds_with_validated_config():
     reg = Registry(plugins=[("good", _module("good", gmkit_register_models=_models("m1")))])
     assert reg.names("model") == ["m1"]
     entry = reg.entry("model", "m1")
-    assert (entry.plugin, entry.likelihood) == ("good", "exact")
+    assert entry.plugin == "good"
+    assert entry.model_traits() == {"likelihood": "exact", "conditional": False}  # declared by the class
     from gmkit_core.data import DataSpec
 
     spec = DataSpec("toy", "vector", (2,))
@@ -49,7 +50,7 @@ def test_failures_are_isolated_and_named():
     def raising(register):
         raise RuntimeError("boom")
 
-    dup = _module("dup", gmkit_register_models=_models("m1"))
+    dup = _module("dup", gmkit_register_models=_models("m1", "d2"))
     bad_api = _module("old", api=0, gmkit_register_models=_models("m2"))
     unknown_hook = _module("typo")
     unknown_hook.gmkit_register_modles = hookimpl(lambda register: None)
@@ -60,22 +61,52 @@ def test_failures_are_isolated_and_named():
         ("after", _module("after", gmkit_register_models=_models("m3"))),
     ])
     errors = {p.name: p.error for p in reg.plugins()}
-    assert errors["good"] is None and errors["after"] is None
-    assert "registered by both good and dup" in errors["dup"]
+    assert errors["good"] is None and errors["after"] is None and errors["dup"] is None
     assert "targets gmkit core API 0" in errors["old"]
     assert "gmkit_register_modles" in errors["typo"]
     assert "boom" in errors["raising"]
-    assert reg.names("model") == ["m1", "m3"]
+    # a name claimed twice is refused for both, naming both; the claimants' other names keep working
+    assert reg.names("model") == ["d2", "m3"]
+    with pytest.raises(NotRegisteredError, match="registered by both good and dup"):
+        reg.entry("model", "m1")
+    conflicts = {p.name: p.conflicts for p in reg.plugins()}
+    assert conflicts["good"] == conflicts["dup"] == ["model:m1"]
 
 
-def test_missing_names_say_what_to_install():
+def test_an_intruder_cannot_take_a_name_from_a_plugin_with_several():
+    reg = Registry(plugins=[("gmkit-vae", _module("v", gmkit_register_models=_models("vae", "cvae", "hvae"))),
+                            ("gmkit-intruder", _module("i", gmkit_register_models=_models("vae")))])
+    assert reg.names("model") == ["cvae", "hvae"]
+    with pytest.raises(NotRegisteredError, match="'vae' is registered by both gmkit-vae and gmkit-intruder"):
+        reg.get("model", "vae")
+
+
+def test_missing_names_list_what_exists_and_failed_plugins():
     reg = Registry(plugins=[])
-    with pytest.raises(NotRegisteredError, match="install the plugin gmkit-flows"):
-        reg.entry("prior", "maf")
-    with pytest.raises(NotRegisteredError, match="no model named 'zzz'; available: none installed"):
+    with pytest.raises(NotRegisteredError, match="no model named 'zzz'; available: none installed.*gmkit plugins"):
         reg.entry("model", "zzz")
     with pytest.raises(ConfigError, match="unknown kind"):
         reg.names("widget")
+    broken = Registry(plugins=[("gmkit-vae", _module("v", api=1, gmkit_register_models=_models("vae")))])
+    with pytest.raises(NotRegisteredError, match="failed to load and may provide it: gmkit-vae: targets gmkit core API 1"):
+        broken.entry("model", "vae")
+
+
+def test_hooks_go_through_the_hook_caller():
+    """A hookwrapper (a hookimpl option) sees the call: hooks are not called by getattr."""
+    seen = []
+
+    def gmkit_register_models(register):
+        seen.append("wrapper before")
+        yield
+        seen.append("wrapper after")
+
+    module = types.ModuleType("w")
+    module.GMKIT_API = 2
+    module.gmkit_register_models = hookimpl(hookwrapper=True)(gmkit_register_models)
+    module.plain = None
+    Registry(plugins=[("w", module)]).names("model")
+    assert seen == ["wrapper before", "wrapper after"]
 
 
 def test_component_keywords_are_checked():

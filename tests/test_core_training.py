@@ -27,8 +27,8 @@ def test_resumed_run_is_bitwise_equal_to_uninterrupted(tmp_path, test_models):
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
     assert int(rec_resumed.trainer["step"]) == 60
-    for key in rec_full.optimizer["state"][0]:
-        assert torch.equal(rec_full.optimizer["state"][0][key], rec_resumed.optimizer["state"][0][key])
+    for key in rec_full.optimizer["model"]["state"][0]:
+        assert torch.equal(rec_full.optimizer["model"]["state"][0][key], rec_resumed.optimizer["model"]["state"][0][key])
     assert len(rec_resumed.history["train"]["step"]) == len(rec_full.history["train"]["step"])
 
 

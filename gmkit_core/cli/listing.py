@@ -1,4 +1,8 @@
-"""``gmkit plugins``, ``gmkit models``, ``gmkit datasets``: what is installed (no torch)."""
+"""``gmkit plugins``, ``gmkit models``, ``gmkit datasets``: what is installed.
+
+``plugins`` and ``datasets`` import no torch; ``models`` imports the model
+classes, which declare their likelihood kind and conditionality.
+"""
 
 from __future__ import annotations
 
@@ -27,26 +31,23 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
 def plugins(as_json: bool) -> None:
     """Installed plugins: name, version, what each registers, load errors."""
     infos = registry.plugins()
-    rows = [[p.name, p.version, str(len(p.registers)) + " entries", p.error or "ok"] for p in infos]
+    rows = [[p.name, p.version, f"{len(p.registers)} {'entry' if len(p.registers) == 1 else 'entries'}",
+             p.error or (f"ok; refused (also claimed by another plugin): {', '.join(p.conflicts)}" if p.conflicts
+                         else "ok")] for p in infos]
     _emit(as_json, [p.to_json() for p in infos], _table(rows, ["plugin", "version", "registers", "status"]))
-
-
-def _likelihood(value: str | dict[str, str]) -> str:
-    if isinstance(value, str):
-        return value
-    return ", ".join(f"{v} ({k})" for k, v in sorted(value.items()))
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def models(as_json: bool) -> None:
-    """Registered models: name, plugin, family, likelihood (exact|bound|none), conditional."""
+    """Registered models: name, plugin, family, likelihood (exact|bound|estimate|none), conditional."""
     entries = registry.entries("model")
-    rows = [[e.name, e.plugin, e.family, _likelihood(e.likelihood), "yes" if e.conditional else "no", e.description]
-            for e in entries]
+    listed = [e.to_json() for e in entries]
+    rows = [[e["name"], e["plugin"], e["family"], e["likelihood"], "yes" if e["conditional"] else "no",
+             e.get("error", e["description"])] for e in listed]
     text = _table(rows, ["model", "plugin", "family", "likelihood", "conditional", "description"]) if rows else \
         "no models installed: pip install gmkit-vae (or another gmkit-* plugin)"
-    _emit(as_json, [e.to_json() for e in entries], text)
+    _emit(as_json, listed, text)
 
 
 @click.group(invoke_without_command=True)

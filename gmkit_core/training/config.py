@@ -44,3 +44,4 @@ class TrainConfig:
     threads: int = attrs.field(default=0, validator=ge(0),
                                metadata=_help("CPU threads for torch (0: torch's default; 1 is best on a busy machine)"))
     quiet: bool = attrs.field(default=False, metadata=_help("no progress bar"))
+    trainer: str = attrs.field(default="default", metadata=_help("registered trainer that fits the model (gmkit plugins lists them)"))

@@ -15,7 +15,7 @@ from ..data import load as load_data
 from ..errors import ConfigError
 from ..registry import registry
 from .config import TrainConfig
-from .trainer import DefaultTrainer, Outcome, Snapshot
+from .trainer import Outcome, Snapshot
 
 __all__ = ["train", "TrainResult"]
 
@@ -97,7 +97,8 @@ def train(model: str, data: str = "digits", out: str | Path = "run.h5", *, steps
                                previous.trainer, previous.history)
     if not out.parent.exists():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
-    trainer = DefaultTrainer(checkpoint=checkpoint, samples=samples if tconfig.sample_every else None)
+    trainer = registry.get("trainer", tconfig.trainer, checkpoint=checkpoint,
+                           samples=samples if tconfig.sample_every else None)
     fitted = trainer.fit(net, splits, tconfig, resume=resume_snap)
     run = Run(out, record, fitted)
     written: list[Path] = []

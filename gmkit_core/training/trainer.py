@@ -3,7 +3,11 @@
 Per step: draw a global batch from a seeded epoch permutation (each process
 takes its slice under DDP), accumulate gradients over ``accumulate``
 micro-batches of mean losses, clip, step the optimiser at the scheduled
-learning rate, update the EMA. Every ``eval_every`` steps the evaluation
+learning rate, update the EMA. A model that owns its step
+(:meth:`~gmkit_core.interfaces.GenerativeModel.train_step`) gets one optimiser
+per named group and calls ``step.update(name, loss)`` itself; everything else
+(EMA, validation, checkpoints of every optimiser, resume, DDP, the NaN guard,
+progress) is the same. Every ``eval_every`` steps the evaluation
 weights (EMA if on) are scored on the validation split under a forked RNG, so
 evaluation never perturbs the training stream; the best weights are kept and
 are what the run hands out. Checkpoints capture weights, EMA, optimiser, data
@@ -25,7 +29,7 @@ from torch import nn
 
 from ..data import Batch, Dataset
 from ..errors import ConfigError, TrainingError
-from ..interfaces import GenerativeModel, Trainer
+from ..interfaces import GenerativeModel, OptimizerGroup, Trainer
 from .config import TrainConfig
 from .distributed import World, world
 from .ema import EMA
@@ -40,7 +44,7 @@ class Snapshot:
     weights: dict[str, torch.Tensor]
     best: dict[str, torch.Tensor]
     ema: dict[str, torch.Tensor] | None
-    optimizer: dict[str, Any]
+    optimizer: dict[str, dict[str, Any]]  # optimiser state by group name
     trainer: dict[str, Any]
     history: dict[str, Any]
 
@@ -84,11 +88,56 @@ class _LossModule(nn.Module):
         return self.model.loss(Batch(x, y))
 
 
-def _make_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def _make_optimizer(config: TrainConfig, group: OptimizerGroup) -> torch.optim.Optimizer:
+    params = list(group.params)
+    lr = config.lr if group.lr is None else group.lr
+    decay = config.weight_decay if group.weight_decay is None else group.weight_decay
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=decay)
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+    return cls(params, lr=lr, weight_decay=decay, betas=group.betas or (0.9, 0.999))
+
+
+class _OwnedStep:
+    """The :class:`~gmkit_core.interfaces.Step` a model's ``train_step`` drives."""
+
+    def __init__(self, loop: _Loop):
+        self.loop = loop
+        self.index = loop.step
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        loop = self.loop
+        if name not in loop.optimizers:
+            raise KeyError(f"no optimizer group '{name}'; groups: {', '.join(loop.optimizers)}")
+        optimizer, params = loop.optimizers[name], loop.groups[name]
+        for p in params:
+            p.grad = None
+        loss.backward(inputs=params)  # gradients reach this group's parameters only
+        if loop.world.distributed:
+            _average_gradients(params, loop.world.size)
+        if loop.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, loop.config.grad_clip)
+        factor = learning_rate(loop.config, loop.step) / loop.config.lr
+        for group, base in zip(optimizer.param_groups, loop.base_lr[name], strict=True):
+            group["lr"] = base * factor
+        optimizer.step()
+
+    def next_batch(self) -> Batch:
+        return self.loop._next_batch()
+
+
+def _average_gradients(params: list[nn.Parameter], size: int) -> None:
+    """All-reduce the gradients of ``params`` to their mean over processes (one flat buffer)."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= size
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+        offset += g.numel()
 
 
 class DefaultTrainer(Trainer):
@@ -137,8 +186,15 @@ class _Loop:
         if self.resume is None:
             with torch.no_grad():
                 model.prepare(self.train)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = _make_optimizer(config, self.params) if self.params else None
+        self.owned = type(model).owns_step()
+        if self.owned and config.accumulate > 1:
+            raise ConfigError(f"train.accumulate={config.accumulate}: {type(model).__name__} runs its own "
+                              "training step, which does not accumulate micro-batches")
+        self.groups = {name: list(group.params) for name, group in model.optimizer_groups().items() if group.params}
+        self.optimizers = {name: _make_optimizer(config, group) for name, group in model.optimizer_groups().items()
+                           if group.params}
+        self.base_lr = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
+        self.params = [p for params in self.groups.values() for p in params]
         self.ema = EMA(model, config.ema) if config.ema > 0 else None
         self.step, self.best_score, self.best_step, self.bad_evals = 0, math.inf, 0, 0
         self.best: dict[str, torch.Tensor] | None = None
@@ -146,7 +202,12 @@ class _Loop:
         if self.resume is not None:
             self._restore(self.resume)
         wrapped: nn.Module = _LossModule(model)
-        if self.world.distributed:
+        if self.world.distributed and self.owned:
+            import torch.distributed as dist
+
+            for tensor in [*model.parameters(), *model.buffers()]:
+                dist.broadcast(tensor.data, 0)  # every process starts from rank 0's weights, as DDP does
+        elif self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -157,8 +218,10 @@ class _Loop:
         self.model.load_state_dict(snap.weights)
         if self.ema is not None:
             self.ema.module.load_state_dict(snap.ema if snap.ema is not None else snap.weights)
-        if self.optimizer is not None and snap.optimizer:
-            self.optimizer.load_state_dict(snap.optimizer)
+        for name, state in (snap.optimizer or {}).items():
+            if name not in self.optimizers:
+                raise ConfigError(f"the checkpoint holds optimizer '{name}', which this model does not have")
+            self.optimizers[name].load_state_dict(state)
         t = snap.trainer
         self.step, self.cursor = int(t["step"]), int(t["cursor"])
         self.best_score, self.best_step, self.bad_evals = float(t["best_score"]), int(t["best_step"]), int(t["bad_evals"])
@@ -218,10 +281,16 @@ class _Loop:
         config, model = self.config, self.model
         model.train()
         model.step = self.step
-        if self.optimizer is None:
+        if not self.optimizers:
             return
+        if self.owned:
+            out = model.train_step(self._next_batch(), _OwnedStep(self))
+            self._accumulate(out, 1)
+            self._after_update()
+            return
+        optimizer = self.optimizers["model"]
         lr = learning_rate(config, self.step)
-        for group in self.optimizer.param_groups:
+        for group in optimizer.param_groups:
             group["lr"] = lr
         for micro in range(config.accumulate):
             batch = self._next_batch()
@@ -234,10 +303,13 @@ class _Loop:
             self._accumulate(out, config.accumulate)
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self._after_update()
+
+    def _after_update(self) -> None:
         if self.ema is not None:
-            self.ema.update(model)
+            self.ema.update(self.model)
         self._count += 1
 
     def _accumulate(self, out: dict[str, torch.Tensor], accumulate: int) -> None:
@@ -332,7 +404,7 @@ class _Loop:
         return Snapshot(
             weights=_clone(self.model), best=self.best if self.best is not None else _clone(self._eval_module()),
             ema=_clone(self.ema.module) if self.ema is not None else None,
-            optimizer=self.optimizer.state_dict() if self.optimizer is not None else {},
+            optimizer={name: opt.state_dict() for name, opt in self.optimizers.items()},
             trainer=t, history=history,
         )
 
@@ -353,9 +425,8 @@ class _Loop:
         model = self.model
         model.load_state_dict(snap.best)
         model.eval()
-        finish = getattr(model, "finish", None)
-        if callable(finish) and not outcome.interrupted:
-            finish(self.data, nested_fit(self.config))
+        if type(model).finish is not GenerativeModel.finish and not outcome.interrupted:
+            model.finish(self.data, nested_fit(self.config))
             snap.best = _clone(model)
         self._checkpoint(snap)
         return model

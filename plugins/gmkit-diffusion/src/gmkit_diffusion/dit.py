@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from gmkit_core.errors import ConfigError
 
-from .embedding import Conditioning
+from gmkit_core.nn import Conditioning
 
 __all__ = ["DiT", "sincos_2d"]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import gmkit_core
 
-GMKIT_API = 1
+GMKIT_API = 2
 
 _PKG = "gmkit_diffusion"
 
 
 @gmkit_core.hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    register("ddpm", f"{_PKG}.model:DDPM", family="diffusion", likelihood="bound", conditional=True,
+    register("ddpm", f"{_PKG}.model:DDPM", family="diffusion",
              description="denoising diffusion (U-Net, DiT or MLP denoiser), DDPM/DDIM sampling, "
                          "classifier-free guidance; nll = the full variational bound")
 

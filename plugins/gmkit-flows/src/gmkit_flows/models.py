@@ -83,8 +83,8 @@ class DataOptions:
 class FlowModel(GenerativeModel):
     """A flow over the data: ``Config`` gives the architecture, :meth:`build` the transform."""
 
-    likelihood: ClassVar[str] = "exact"
-    conditional: ClassVar[bool] = False
+    #: exact on continuous vectors; a dequantisation bound on discrete images
+    likelihood: ClassVar[str | dict[str, str]] = {"vector": "exact", "image": "bound"}
     image_only: ClassVar[bool] = False
 
     def __init__(self, config: Any, data: DataSpec):
@@ -93,8 +93,6 @@ class FlowModel(GenerativeModel):
             raise DataError(f"{type(self).__name__.lower()} models images; '{data.name}' is {data.kind} data")
         if data.is_image and (data.levels is None or data.levels < 2):
             raise DataError(f"{data.name}: images need levels >= 2 for dequantisation")
-        #: ``"bound"`` on discrete images (dequantisation), ``"exact"`` on continuous vectors.
-        self.likelihood = "bound" if data.is_image else "exact"
         shape = tuple(data.shape)
         if data.is_image:
             pre: Transform = (Logit(config.logit_alpha) if config.preprocess == "logit"
@@ -303,6 +301,7 @@ class Glow(FlowModel):
 
     Config = GlowConfig
     image_only = True
+    likelihood: ClassVar[str | dict[str, str]] = "bound"
     train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
 
     def build(self, shape: tuple[int, ...]) -> Transform:

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from gmkit_core import hookimpl
 
-GMKIT_API = 1
+GMKIT_API = 2
 
 _PKG = "gmkit_flows"
 
 _BOUND = "exact on vector data; an upper bound (dequantisation) on discrete images"
-_EXACT_ON_VECTORS = {"vector": "exact", "image": "bound"}
 
 
 @hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    register("realnvp", f"{_PKG}.models:RealNVP", family="flow", likelihood=_EXACT_ON_VECTORS,
+    register("realnvp", f"{_PKG}.models:RealNVP", family="flow",
              description=f"RealNVP/NICE coupling flow, multi-scale on images; {_BOUND}")
-    register("glow", f"{_PKG}.models:Glow", family="flow", likelihood="bound",
+    register("glow", f"{_PKG}.models:Glow", family="flow",
              description="Glow: ActNorm, LU 1x1 conv, affine coupling, multi-scale; images, dequantisation bound")
-    register("maf", f"{_PKG}.models:MAF", family="flow", likelihood=_EXACT_ON_VECTORS,
+    register("maf", f"{_PKG}.models:MAF", family="flow",
              description=f"masked autoregressive flow (vectors, flattened images); {_BOUND}")
-    register("nsf", f"{_PKG}.models:NSF", family="flow", likelihood=_EXACT_ON_VECTORS,
+    register("nsf", f"{_PKG}.models:NSF", family="flow",
              description=f"neural spline flow, autoregressive or coupling; {_BOUND}")
 
 

@@ -86,16 +86,14 @@ class GMM(GenerativeModel):
     """Gaussian mixture model; see the module docstring for the likelihood accounting."""
 
     Config = GMMConfig
-    likelihood = "bound"
-    conditional = False
+    #: the density itself on vectors; a dequantisation bound on images
+    likelihood: ClassVar[str | dict[str, str]] = {"vector": "exact", "image": "bound"}
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 0}
 
     def __init__(self, config: GMMConfig, data: DataSpec):
         super().__init__(config, data)
         if data.is_image and not data.levels:
             raise DataError(f"{data.name}: gmm needs the number of levels of image data")
-        #: What nll returns on this data: the density itself on vectors, a dequantisation bound on images.
-        self.likelihood = "bound" if data.is_image else "exact"
         self.mixture = GaussianMixture(data.dims, config.components, config.covariance)
         self.logit = Logit(config.logit_alpha) if data.is_image and config.logit_alpha > 0 else None
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from gmkit_core import hookimpl
 
-GMKIT_API = 1
+GMKIT_API = 2
 
 
 @hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    register("gmm", "gmkit_gmm.model:GMM", family="mixture", likelihood={"vector": "exact", "image": "bound"},
+    register("gmm", "gmkit_gmm.model:GMM", family="mixture",
              description="Gaussian mixture (full/diag/spherical) fitted by EM or gradient descent; "
                          "exact on vectors, dequantisation bound on images")
 

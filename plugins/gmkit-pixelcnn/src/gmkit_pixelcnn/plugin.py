@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from gmkit_core import hookimpl
 
-GMKIT_API = 1
+GMKIT_API = 2
 
 _PKG = "gmkit_pixelcnn"
 
 
 @hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    register("pixelcnn", f"{_PKG}.model:PixelCNN", family="autoregressive", likelihood="exact",
+    register("pixelcnn", f"{_PKG}.model:PixelCNN", family="autoregressive",
              description="Gated PixelCNN over discrete images, exact likelihood, cached fast sampler")
-    register("cpixelcnn", f"{_PKG}.model:ConditionalPixelCNN", family="autoregressive", likelihood="exact",
-             conditional=True, description="Class-conditional gated PixelCNN (sample with --label)")
+    register("cpixelcnn", f"{_PKG}.model:ConditionalPixelCNN", family="autoregressive", description="Class-conditional gated PixelCNN (sample with --label)")
 
 
 @hookimpl

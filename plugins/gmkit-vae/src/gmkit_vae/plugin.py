@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gmkit_core import hookimpl
 
-GMKIT_API = 1
+GMKIT_API = 2
 
 _MODELS = (
     ("vae", "model:VAE", "VAE, Gaussian latent, discretised likelihood, KL warm-up"),
@@ -18,5 +18,4 @@ _MODELS = (
 @hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
     for name, target, description in _MODELS:
-        register(name, f"gmkit_vae.{target}", family="vae", description=description, likelihood="bound",
-                 conditional=name == "cvae")
+        register(name, f"gmkit_vae.{target}", family="vae", description=description)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import gmkit_core
 
-GMKIT_API = 1
+GMKIT_API = 2
 
 
 @gmkit_core.hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
     register("vqvae", "gmkit_vqvae.model:VQVAE", family="vqvae",
-             description="VQ-VAE: nearest-code quantiser, EMA codebook, PixelCNN prior over codes fitted as stage 2",
-             likelihood="bound")
+             description="VQ-VAE: nearest-code quantiser, EMA codebook, PixelCNN prior over codes fitted as stage 2")
 
 
 @gmkit_core.hookimpl

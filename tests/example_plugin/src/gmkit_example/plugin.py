@@ -2,7 +2,7 @@
 
 import gmkit_core
 
-GMKIT_API = 1  # the gmkit core API this plugin targets
+GMKIT_API = 2  # the gmkit core API this plugin targets
 
 
 @gmkit_core.hookimpl
@@ -12,5 +12,4 @@ def gmkit_register_models(register):
         "gmkit_example.model:Independent",
         family="example",
         description="independent dimensions: categorical per pixel, or diagonal Gaussian for vectors",
-        likelihood="exact",
     )
