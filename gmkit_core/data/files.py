@@ -172,7 +172,8 @@ def _read_pngs(files: list[Path], where: Path) -> tuple[np.ndarray, int]:
     """Stack PNGs of one size into ``(N, C, H, W)`` int64 levels; 2 levels if all are 1-bit, else 256."""
     from PIL import Image, UnidentifiedImageError
 
-    images, bits = [], []
+    images: list[np.ndarray] = []
+    bits: list[bool] = []
     for file in files:
         try:
             with Image.open(file) as im:
@@ -244,7 +245,7 @@ def frames(arg: str | None, split: str) -> Dataset:
     return from_arrays(arrays, split, root.name, str(root))
 
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_TYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -303,7 +304,8 @@ def export(datasets: list[Dataset], out: str | Path) -> Path:
     if spec.num_classes is not None:
         scalars["num_classes"] = spec.num_classes
     if out.suffix == ".npz":
-        np.savez_compressed(out, **arrays, **{k: np.asarray(v) for k, v in scalars.items()})
+        payload: dict[str, Any] = {**arrays, **{k: np.asarray(v) for k, v in scalars.items()}}
+        np.savez_compressed(out, **payload)
     elif out.suffix in (".h5", ".hdf5"):
         import h5py
 

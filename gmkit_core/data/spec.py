@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -11,6 +12,10 @@ __all__ = ["DataSpec", "KINDS", "SPLITS"]
 
 SPLITS = ("train", "validation", "test")
 KINDS = ("image", "video", "vector")
+
+
+def _shape(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
 
 
 @attrs.frozen
@@ -26,7 +31,7 @@ class DataSpec:
 
     name: str
     kind: str = attrs.field(validator=attrs.validators.in_(KINDS))
-    shape: tuple[int, ...] = attrs.field(converter=tuple)
+    shape: tuple[int, ...] = attrs.field(converter=_shape)
     levels: int | None = None
     num_classes: int | None = None
 
@@ -55,4 +60,4 @@ class DataSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DataSpec:
-        return cls(**{k: data.get(k) for k in ("name", "kind", "shape", "levels", "num_classes")})
+        return cls(data["name"], data["kind"], data["shape"], data.get("levels"), data.get("num_classes"))
