@@ -5,5 +5,5 @@ module. It changes only when a hook signature or an interface changes in a way
 that breaks existing plugins.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 API_VERSION = 2
