@@ -49,8 +49,12 @@ def _figure(width: float = 5, height: float = 4) -> Any:
 
 
 def save_samples_png(samples: torch.Tensor, spec: Any, path: str | Path, ncol: int | None = None) -> Path:
-    """Images as a grid; 2D vectors as a scatter plot."""
+    """Images as a grid; videos as a frame strip (one row per clip); 2D vectors as a scatter plot."""
     path = Path(path)
+    if spec.is_video:
+        from .plots_video import frame_strip
+
+        return frame_strip(samples, path, levels=spec.levels)
     if spec.is_image:
         grid_image(samples, spec.levels, ncol).save(path)
         return path
@@ -76,12 +80,12 @@ def sample_picture(model: Any, path: str | Path, seed: int = 0, n: int | None = 
     generator = torch.Generator(device).manual_seed(seed)
     spec = model.data
     with torch.no_grad():
-        if spec.is_image and model.conditional and spec.num_classes:
+        if spec.is_discrete and model.conditional and spec.num_classes:
             per = 8
             labels = torch.arange(spec.num_classes, device=device).repeat_interleave(per)
             samples = model.sample(len(labels), condition=labels, generator=generator)
             return save_samples_png(samples, spec, path, ncol=per)
-        samples = model.sample(n or (64 if spec.is_image else 2000), generator=generator)
+        samples = model.sample(n or (64 if spec.is_discrete else 2000), generator=generator)
     return save_samples_png(samples, spec, path)
 
 
@@ -150,7 +154,7 @@ def run_pictures(run: Any, train: Any) -> list[Path]:
     if curve is not None:
         written.append(curve)
     spec = run.model.data
-    if spec.is_image or spec.shape == (2,):
+    if spec.is_discrete or spec.shape == (2,):
         written.append(sample_picture(run.model, f"{stem}.samples.png"))
     if spec.shape == (2,) and not spec.is_image and likelihood_of(run.model) == "exact":  # exp(-bound) is no density
         written.append(density_picture(run.model, train.x, f"{stem}.density.png"))

@@ -130,7 +130,7 @@ def _check_samples(net: GenerativeModel, n: int, condition: torch.Tensor | None,
     with torch.no_grad():
         x = net.sample(n, condition=condition, generator=torch.Generator(device).manual_seed(0))
     _require(tuple(x.shape) == (n, *spec.shape), "samples", f"shape {tuple(x.shape)}, expected {(n, *spec.shape)}")
-    if spec.is_image:
+    if spec.is_discrete:
         _require(x.dtype == torch.int64, "samples", f"images must be int64 levels, got {x.dtype}")
         _require(int(x.min()) >= 0 and int(x.max()) < spec.levels, "samples",
                  f"levels outside [0, {spec.levels}): min {int(x.min())}, max {int(x.max())}")
@@ -146,7 +146,7 @@ def _check_nll(net: GenerativeModel, batch: Batch, train: Dataset) -> None:
         b = net.nll(batch)
     _require(tuple(a.shape) == (len(batch),), "nll", f"nll must be (B,) = ({len(batch)},), got {tuple(a.shape)}")
     _require(bool(torch.isfinite(a).all()), "nll", "nll is not finite")
-    if net.data.is_image:
+    if net.data.is_discrete:
         _require(bool((a >= -1e-4).all()), "nll", f"nll of discrete data must be >= 0 nats, got {float(a.min())}")
     if likelihood_of(net) == "exact":
         _require(torch.allclose(a, b, rtol=1e-5, atol=1e-5), "nll",
