@@ -24,7 +24,19 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["make_config", "parse_assignments", "parse_literal", "read_toml", "config_to_dict", "describe_options"]
+__all__ = ["option", "make_config", "parse_assignments", "parse_literal", "read_toml", "config_to_dict", "describe_options"]
+
+
+def option(default: Any, help: str, validator: Any = None, **kw: Any) -> Any:  # noqa: A002 - attrs' word
+    """A config field: ``attrs.field(default=..., validator=..., metadata={"help": help}, **kw)``.
+
+    ``validator`` is one attrs validator, a list of them (all must pass) or None;
+    ``kw`` passes on (e.g. ``converter=tuple``). ``help`` is the line that
+    ``gmkit describe`` and the model pages show.
+    """
+    if isinstance(validator, tuple):
+        validator = list(validator)
+    return attrs.field(default=default, validator=validator, metadata={"help": help, **kw.pop("metadata", {})}, **kw)
 
 
 def _fields(cls: type) -> dict[str, attrs.Attribute]:

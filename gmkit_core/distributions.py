@@ -33,7 +33,7 @@ from .interfaces import Prior, bits_per_dim
 __all__ = [
     "LOG_2PI", "Normal", "StandardNormal", "kl_normal", "Bernoulli", "Categorical",
     "DiscretizedLogistic", "DiscretizedGaussian", "DiscretizedLogisticMixture",
-    "to_unit_interval", "bits_per_dim", "dequantize", "dequantization_nats",
+    "to_unit_interval", "bits_per_dim", "dequantize", "quantize", "dequantization_nats",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -58,6 +58,24 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
     """
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.get_default_dtype())
     return (x.to(u.dtype) + u) / levels
+
+
+def quantize(y: Tensor, levels: int, *, centred: bool = False) -> Tensor:
+    r"""A continuous value -> the discrete level whose bin holds it, int64 in ``[0, L)`` (out-of-range values clamp).
+
+    - ``centred=False`` (the scale of :func:`dequantize`): ``y`` in ``[0, 1)``, level ``k`` owns
+      ``[k/L, (k+1)/L)``, so ``quantize(dequantize(x, L), L) == x``: :math:`\lfloor yL \rfloor`.
+    - ``centred=True`` (the scale of :func:`to_unit_interval` and the discretised laws): ``y`` in
+      ``[-1, 1]``, level ``k`` owns the bin of half-width ``1/(L-1)`` around ``2k/(L-1) - 1``, so
+      ``quantize(to_unit_interval(x, L), L, centred=True) == x``: :math:`\mathrm{round}((y+1)(L-1)/2)`.
+    """
+    if centred:
+        return torch.round((y + 1) * ((levels - 1) / 2)).clamp(0, levels - 1).long()
+    k = torch.floor(y * levels)
+    # y * L may round across an edge: compare with the edges k/L, (k+1)/L as dequantize computes them
+    k = k - (k / levels > y).to(k.dtype)
+    k = k + ((k + 1) / levels <= y).to(k.dtype)
+    return k.clamp(0, levels - 1).long()
 
 
 def dequantization_nats(dims: int, levels: int) -> float:
@@ -226,12 +244,7 @@ class _Discretized:
     @torch.no_grad()
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         y = self.loc + torch.exp(self.log_scale) * self._noise(generator)
-        return _bin(y, self.levels)
-
-
-def _bin(y: Tensor, levels: int) -> Tensor:
-    """The level whose bin holds ``y`` (outer bins open): ``round((y+1)(L-1)/2)`` clamped."""
-    return torch.round((y + 1) * ((levels - 1) / 2)).clamp(0, levels - 1).long()
+        return quantize(y, self.levels, centred=True)
 
 
 class DiscretizedLogistic(_Discretized):

@@ -20,6 +20,7 @@ from gmkit_core.distributions import (
     dequantization_nats,
     dequantize,
     kl_normal,
+    quantize,
     to_unit_interval,
 )
 
@@ -177,3 +178,27 @@ def test_dequantization_gives_an_upper_bound_on_discrete_nll():
     bound = (-torch.log(2 * y)).reshape(50_000, levels).mean(0) + dequantization_nats(1, levels)
     assert (bound >= exact - 1e-3).all()
     assert (bound - exact).max() < 0.6  # Jensen gap is small but positive
+
+
+@given(st.integers(2, 300), st.integers(0, 2**31 - 1))
+def test_quantize_inverts_dequantize_for_every_level(levels, seed):
+    x = torch.arange(levels).repeat(3)                    # every level, three noise draws each
+    y = dequantize(x, levels, torch.Generator().manual_seed(seed))
+    assert torch.equal(quantize(y, levels), x)
+    edges = torch.tensor([0.0, 1 - 1e-6], dtype=torch.float64)   # both ends of each bin, by hand
+    for u in edges:
+        assert torch.equal(quantize((torch.arange(levels, dtype=torch.float64) + u) / levels, levels),
+                           torch.arange(levels))
+
+
+@given(st.integers(2, 300))
+def test_quantize_centred_inverts_to_unit_interval_and_finds_the_nearest_centre(levels):
+    x = torch.arange(levels)
+    assert torch.equal(quantize(to_unit_interval(x, levels), levels, centred=True), x)
+    y = torch.linspace(-1.2, 1.2, 997, dtype=torch.float64)
+    centres = to_unit_interval(torch.arange(levels), levels, torch.float64)
+    nearest = (y[:, None] - centres[None]).abs().argmin(1)   # brute force over all centres
+    got = quantize(y, levels, centred=True)
+    tie = ((y[:, None] - centres[None]).abs().sort(1).values.diff(dim=1)[:, 0] < 1e-9)
+    assert torch.equal(got[~tie], nearest[~tie])
+    assert int(quantize(torch.tensor([-5.0, 5.0]), levels, centred=True)[1]) == levels - 1

@@ -12,6 +12,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from gmkit_core.config import option
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.distributions import Categorical, Normal
 from gmkit_core.interfaces import GenerativeModel
@@ -19,9 +20,8 @@ from gmkit_core.interfaces import GenerativeModel
 
 @attrs.frozen
 class Config:
-    init_from_data: bool = attrs.field(default=True, metadata={"help": "start at the training data's marginals"})
-    smoothing: float = attrs.field(default=1.0, validator=attrs.validators.ge(0),
-                                   metadata={"help": "pseudo-counts per level for the data-based start"})
+    init_from_data: bool = option(True, "start at the training data's marginals")
+    smoothing: float = option(1.0, "pseudo-counts per level for the data-based start", attrs.validators.ge(0))
 
 
 class Independent(GenerativeModel):
@@ -59,7 +59,7 @@ class Independent(GenerativeModel):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         return {"loss": self.nll(batch).mean()}
 
-    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         d = self.dist()
         if self.data.is_image:
             return Categorical(d.logits.expand(n, *d.logits.shape[1:])).sample(generator)
