@@ -109,17 +109,36 @@ def test_stratified_subset_estimate_is_unbiased():
     assert abs(float(estimates.mean() - full)) < 4 * se + 1e-3
 
 
-def test_labelled_bound_adds_log_num_classes():
+def test_marginal_nll_adds_log_num_classes_and_is_looser_than_the_log_mean_exp_over_labels():
+    """-log p(x) <= b(x, y) + log K (marginal_nll, one bound) and >= -log mean_y exp(-b(x, y)) (all K labels)."""
     spec = DataSpec("toy", "image", (1, 4, 4), levels=3, num_classes=4)
-    model = registry.get("model", "ddpm", data=spec, T=20, channels=8, mults=(1,), attention=(), blocks=1).eval()
-    x = torch.randint(3, (3, 1, 4, 4))
+    # channels=16: two channels per norm group, so the additive class embedding survives the group norm
+    model = registry.get("model", "ddpm", data=spec, T=20, channels=16, mults=(1,), attention=(), blocks=1).eval()
+    with torch.no_grad():  # labels must matter: perturb the zero-initialised output layer
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    x = torch.randint(3, (3, 1, 4, 4), generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2])
-    with_labels, without = model.bound(Batch(x, y)), model.bound(Batch(x))
+    conditional, marginal = model.nll(Batch(x, y)), model.marginal_nll(Batch(x, y))
+    assert torch.allclose(marginal - conditional, torch.full((3,), math.log(4)), atol=1e-5)
+    per_label = torch.stack([model.nll(Batch(x, torch.full((3,), k))) for k in range(4)], 1).double()  # (B, K)
+    log_mean_exp = -(torch.logsumexp(-per_label, 1) - math.log(4))
+    assert not torch.allclose(per_label[:, 0], per_label[:, 1])
+    assert bool((log_mean_exp <= marginal.double() + 1e-6).all())
+    assert bool((log_mean_exp >= per_label.min(1).values - 1e-6).all())
+    report = model.evaluate(_labelled(x, y, spec), batch_size=8)
+    assert report["conditional"] and report["likelihood"] == "bound"
+    assert report["nll_nats"] == pytest.approx(float(marginal.double().mean()), rel=1e-6)
+    assert report["conditional_nll_nats"] == pytest.approx(float(conditional.double().mean()), rel=1e-6)
     unconditional = registry.get("model", "ddpm", data=spec, T=20, channels=8, mults=(1,), attention=(), blocks=1,
                                  class_conditional=False)
-    assert unconditional.num_classes is None
-    # the network ignores y at initialisation only through zero-initialised outputs, so the terms agree
-    assert torch.allclose(with_labels - without, torch.full((3,), math.log(4), dtype=torch.float64), atol=1e-6)
+    assert unconditional.num_classes is None and not unconditional.conditional
+
+
+def _labelled(x, y, spec):  # noqa: ANN001, ANN202
+    from gmkit_core.data import Dataset
+
+    return Dataset(x, y, spec, "test")
 
 
 def test_vector_scale_adds_its_log_jacobian():

@@ -24,8 +24,8 @@ def _point_model(spec: DataSpec, point: torch.Tensor, **cfg):
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "loglinear"])
-@pytest.mark.parametrize("sampler", [DDPMSampler(progress=False), DDIMSampler(20, progress=False),
-                                     DDIMSampler(20, eta=1.0, progress=False)])
+@pytest.mark.parametrize("sampler", [DDPMSampler(progress=False), DDIMSampler(steps=20, progress=False),
+                                     DDIMSampler(steps=20, eta=1.0, progress=False)])
 def test_oracle_on_one_point_images_returns_the_point(schedule, sampler):
     levels = torch.tensor([[[0, 3], [8, 5]]])
     model = _point_model(IMAGE, to_unit_interval(levels, 9), schedule=schedule)
@@ -33,7 +33,7 @@ def test_oracle_on_one_point_images_returns_the_point(schedule, sampler):
     assert x.dtype == torch.int64 and torch.equal(x, levels.expand(16, 1, 2, 2))
 
 
-@pytest.mark.parametrize("sampler", [DDPMSampler(progress=False), DDIMSampler(50, progress=False)])
+@pytest.mark.parametrize("sampler", [DDPMSampler(progress=False), DDIMSampler(steps=50, progress=False)])
 def test_oracle_on_one_point_vectors_returns_the_point(sampler):
     point = torch.tensor([1.5, -0.25])
     model = _point_model(DataSpec("point", "vector", (2,)), point)
@@ -51,7 +51,7 @@ def _gaussian_vector_model():
 
 def test_ddim_eta0_is_deterministic_given_x_T():
     model = _gaussian_vector_model()
-    sampler = DDIMSampler(25, progress=False)
+    sampler = DDIMSampler(steps=25, progress=False)
     xT = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
     a = sampler.generate(model, xT, generator=torch.Generator().manual_seed(1))
     b = sampler.generate(model, xT, generator=torch.Generator().manual_seed(2))
@@ -67,7 +67,7 @@ def test_ddim_inversion_round_trips_up_to_discretisation_error():
     x1 = model.schedule.q_sample(x0, t1, torch.randn(64, 2, generator=g))
     errors = []
     for steps in (100, 1000):
-        sampler = DDIMSampler(steps, progress=False)
+        sampler = DDIMSampler(steps=steps, progress=False)
         xT = sampler.invert(model, x1)
         assert float((xT - x1).abs().mean()) > 0.1  # it did move
         errors.append(float((sampler.generate(model, xT) - model.denoise(x1, t1)).abs().max()))

@@ -33,17 +33,15 @@ VARIANCES = ("beta", "beta_tilde")
 
 def reverse_variance(schedule: NoiseSchedule, t: Tensor, variance: str, like: Tensor) -> Tensor:
     r""":math:`\sigma_t^2`: :math:`\beta_t` or :math:`\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t`, shaped to broadcast on ``like``."""
-    beta = schedule._at(schedule.betas, t, like)
     if variance == "beta":
-        return beta
-    abar, abar_prev = schedule._at(schedule.alphas_cumprod, t, like), schedule._at(schedule.alphas_cumprod_prev, t, like)
-    return (1 - abar_prev) / (1 - abar) * beta
+        return schedule.at(schedule.betas, t, like)
+    return schedule.posterior_variance(t, like)
 
 
 def prior_term(schedule: NoiseSchedule, x0: Tensor) -> Tensor:
     r""":math:`L_T = \mathrm{KL}(\mathcal N(\sqrt{\bar\alpha_T}x_0, (1-\bar\alpha_T)I)\,\|\,\mathcal N(0, I))`, ``(B,)``."""
     t = torch.full((x0.shape[0],), schedule.T, device=x0.device, dtype=torch.long)
-    abar = schedule._at(schedule.alphas_cumprod, t, x0)
+    abar = schedule.at(schedule.alphas_cumprod, t, x0)
     q = Normal(abar.sqrt() * x0, (1 - abar).sqrt())
     return q.kl(Normal(torch.zeros_like(x0), torch.ones_like(x0)))
 
@@ -55,10 +53,10 @@ def kl_term(schedule: NoiseSchedule, x0: Tensor, x0_hat: Tensor, t: Tensor, vari
     :math:`c_t x_0` and :math:`c_t \hat x_0` with :math:`c_t = \sqrt{\bar\alpha_{t-1}}\beta_t/(1-\bar\alpha_t)`
     enter (exact, and free of cancellation when :math:`\hat x_0 \approx x_0`).
     """
-    beta = schedule._at(schedule.betas, t, x0)
-    abar, abar_prev = schedule._at(schedule.alphas_cumprod, t, x0), schedule._at(schedule.alphas_cumprod_prev, t, x0)
+    beta = schedule.at(schedule.betas, t, x0)
+    abar, abar_prev = schedule.at(schedule.alphas_cumprod, t, x0), schedule.at(schedule.alphas_cumprod_prev, t, x0)
     coef = abar_prev.sqrt() * beta / (1 - abar)
-    q = Normal(coef * x0, ((1 - abar_prev) / (1 - abar) * beta).sqrt())
+    q = Normal(coef * x0, schedule.posterior_variance(t, x0).sqrt())
     p = Normal(coef * x0_hat, reverse_variance(schedule, t, variance, x0).sqrt())
     return q.kl(p)
 

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmkit_core.errors import ConfigError
-
 from gmkit_core.nn import Conditioning
 
 __all__ = ["DiT", "sincos_2d"]

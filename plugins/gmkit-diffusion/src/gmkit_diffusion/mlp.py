@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gmkit_core.errors import ConfigError
-
 from gmkit_core.nn import Conditioning
 
 __all__ = ["MLP"]

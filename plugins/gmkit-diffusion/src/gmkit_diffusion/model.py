@@ -11,8 +11,11 @@ of the discrete images, or of the continuous vectors' density).
 
 Class-conditional models (data with labels) train :math:`\hat x_0(x_t, t, y)` with
 labels replaced by the null class at rate ``label_dropout``; they model
-:math:`p(x) = \frac1K\sum_y p_\theta(x \mid y)`, so for a labelled example
-:math:`-\log p(x) \le -\log p_\theta(x \mid y) + \log K`, which ``nll`` reports.
+:math:`p(x) = \frac1K\sum_y p_\theta(x \mid y)`. ``nll`` is the bound on
+:math:`-\log p_\theta(x \mid y)` at the given label; ``marginal_nll`` (the headline of
+``evaluate``) is :math:`-\log p(x) \le -\log p_\theta(x \mid y) + \log K` for the true label,
+valid because :math:`\sum_{y'} p(x \mid y') \ge p(x \mid y)`: one bound per example instead of
+the ``K`` of the (tighter) log-mean-exp over all labels.
 References: Ho et al. (2020, arXiv:2006.11239); Nichol & Dhariwal (2021, arXiv:2102.09672);
 Ho & Salimans (2022, arXiv:2207.12598); Peebles & Xie (2023, arXiv:2212.09748).
 """
@@ -27,8 +30,9 @@ import torch
 from attrs.validators import ge, in_, instance_of, le
 from torch import Tensor
 
+from gmkit_core.config import option
 from gmkit_core.data import Batch, Dataset, DataSpec
-from gmkit_core.distributions import DiscretizedGaussian, Normal, to_unit_interval
+from gmkit_core.distributions import DiscretizedGaussian, Normal, quantize, to_unit_interval
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import GenerativeModel, NoiseSchedule
 from gmkit_core.registry import registry
@@ -39,50 +43,47 @@ from .samplers import DDIMSampler, DDPMSampler
 __all__ = ["DDPM", "DDPMConfig"]
 
 
-def _opt(default: Any, help: str, *validators: Any) -> Any:  # noqa: A002 - attrs metadata key
-    validator = validators[0] if len(validators) == 1 else list(validators)
-    return attrs.field(default=default, validator=validator or None, metadata={"help": help})
-
-
 @attrs.frozen
 class DDPMConfig:
     """Options of ``ddpm``; ``--set key=value`` on the command line."""
 
-    network: str = _opt("auto", "denoiser: unet, dit, mlp (vectors), or auto (unet for images, mlp for vectors)",
-                        in_(("auto", "unet", "dit", "mlp")))
-    schedule: str = _opt("loglinear", "noise schedule: loglinear (log SNR from 9.2 to -10), linear (1e-4..0.02), "
-                         "cosine (s=0.008), custom (uses betas)", in_(("loglinear", "linear", "cosine", "custom")))
-    T: int = _opt(1000, "number of diffusion steps (schedule=custom takes T = len(betas))", instance_of(int), ge(2))
-    betas: tuple[float, ...] = _opt((), "betas of schedule=custom, comma separated, each in (0, 1)")
-    prediction: str = _opt("auto", "what the network predicts: eps, x0, v, levels (images: logits over grey levels), "
-                           "or auto (levels for images, eps for vectors)", in_(("auto", *parameterization.PREDICTIONS)))
-    variance: str = _opt("auto", "reverse variance sigma_t^2: beta, beta_tilde (the posterior's), or auto "
-                         "(beta_tilde for images, whose x0 is pinned down at small t; beta for vectors)",
-                         in_(("auto", *bound.VARIANCES)))
-    loss: str = _opt("simple", "training loss: simple (MSE of the prediction target), vlb (the bound per dim), "
-                     "hybrid (simple + vlb_weight * vlb)", in_(("simple", "vlb", "hybrid")))
-    vlb_weight: float = _opt(1.0, "weight of the bound in the hybrid loss", ge(0.0))
-    clip_x0: bool = _opt(True, "images: clip x0-hat to [-1, 1] (part of the model: used by the bound and the samplers)")
-    class_conditional: bool = _opt(True, "condition on labels when the data have them (classifier-free guidance)")
-    label_dropout: float = _opt(0.1, "probability of training with the null class instead of the label", ge(0.0), le(1.0))
-    guidance: float = _opt(1.0, "classifier-free guidance scale s at sampling (1: plain conditional)")
-    sampler: str = _opt("ddpm", "sampler of `sample`: ddpm (ancestral, T steps) or ddim", in_(("ddpm", "ddim")))
-    sample_steps: int = _opt(50, "ddim: number of steps", instance_of(int), ge(1))
-    eta: float = _opt(0.0, "ddim: stochasticity (0 deterministic, 1 ancestral-like)", ge(0.0))
-    nll_steps: int = _opt(0, "steps t of the bound in nll: 0 = all T (a true upper bound); K > 0 = an unbiased "
-                          "estimate: L_0 exactly plus K stratified steps of 2..T, each weighted by its stratum size",
-                          instance_of(int), ge(0))
-    val_steps: int = _opt(50, "steps of the fixed-seed bound estimate used as the validation score", instance_of(int), ge(1))
-    seed: int = _opt(0, "seed of the noise in nll and the validation score", instance_of(int))
-    channels: int = _opt(32, "unet: base width", instance_of(int), ge(1))
-    mults: tuple[int, ...] = _opt((1, 2), "unet: width multiplier per resolution, comma separated")
-    blocks: int = _opt(1, "unet: residual blocks per resolution", instance_of(int), ge(1))
-    attention: tuple[int, ...] = _opt((4,), "unet: resolutions (side length) with self-attention, comma separated")
-    heads: int = _opt(4, "unet and dit: attention heads", instance_of(int), ge(1))
-    dropout: float = _opt(0.1, "unet: dropout in the residual blocks", ge(0.0), le(1.0))
-    patch_size: int = _opt(2, "dit: patch size", instance_of(int), ge(1))
-    hidden: int = _opt(128, "dit and mlp: token / hidden width", instance_of(int), ge(4))
-    depth: int = _opt(4, "dit: transformer blocks; mlp: residual layers", instance_of(int), ge(1))
+    network: str = option("auto", "denoiser: unet, dit, mlp (vectors), or auto (unet for images, mlp for vectors)",
+                          in_(("auto", "unet", "dit", "mlp")))
+    schedule: str = option("loglinear", "noise schedule: loglinear (log SNR from 9.2 to -10), linear (1e-4..0.02), "
+                           "cosine (s=0.008), custom (uses betas)", in_(("loglinear", "linear", "cosine", "custom")))
+    T: int = option(1000, "number of diffusion steps (schedule=custom takes T = len(betas))", [instance_of(int), ge(2)])
+    betas: tuple[float, ...] = option((), "betas of schedule=custom, comma separated, each in (0, 1)")
+    prediction: str = option("auto", "what the network predicts: eps, x0, v, levels (images: logits over grey levels), "
+                             "or auto (levels for images, eps for vectors)", in_(("auto", *parameterization.PREDICTIONS)))
+    variance: str = option("auto", "reverse variance sigma_t^2: beta, beta_tilde (the posterior's), or auto "
+                           "(beta_tilde for images, whose x0 is pinned down at small t; beta for vectors)",
+                           in_(("auto", *bound.VARIANCES)))
+    loss: str = option("simple", "training loss: simple (MSE of the prediction target), vlb (the bound per dim), "
+                       "hybrid (simple + vlb_weight * vlb)", in_(("simple", "vlb", "hybrid")))
+    vlb_weight: float = option(1.0, "weight of the bound in the hybrid loss", ge(0.0))
+    clip_x0: bool = option(True, "images: clip x0-hat to [-1, 1] (part of the model: used by the bound and the samplers)")
+    class_conditional: bool = option(True, "condition on labels when the data have them (classifier-free guidance)")
+    label_dropout: float = option(0.1, "probability of training with the null class instead of the label",
+                                  [ge(0.0), le(1.0)])
+    guidance: float = option(1.0, "classifier-free guidance scale s at sampling (1: plain conditional)")
+    sampler: str = option("ddpm", "sampler of `sample`: ddpm (ancestral, T steps) or ddim", in_(("ddpm", "ddim")))
+    sample_steps: int = option(50, "ddim: number of steps", [instance_of(int), ge(1)])
+    eta: float = option(0.0, "ddim: stochasticity (0 deterministic, 1 ancestral-like)", ge(0.0))
+    nll_steps: int = option(0, "steps t of the bound in nll: 0 = all T (a true upper bound); K > 0 = an unbiased "
+                            "estimate: L_0 exactly plus K stratified steps of 2..T, each weighted by its stratum size",
+                            [instance_of(int), ge(0)])
+    val_steps: int = option(50, "steps of the fixed-seed bound estimate used as the validation score",
+                            [instance_of(int), ge(1)])
+    seed: int = option(0, "seed of the noise in nll and the validation score", instance_of(int))
+    channels: int = option(32, "unet: base width", [instance_of(int), ge(1)])
+    mults: tuple[int, ...] = option((1, 2), "unet: width multiplier per resolution, comma separated")
+    blocks: int = option(1, "unet: residual blocks per resolution", [instance_of(int), ge(1)])
+    attention: tuple[int, ...] = option((4,), "unet: resolutions (side length) with self-attention, comma separated")
+    heads: int = option(4, "unet and dit: attention heads", [instance_of(int), ge(1)])
+    dropout: float = option(0.1, "unet: dropout in the residual blocks", [ge(0.0), le(1.0)])
+    patch_size: int = option(2, "dit: patch size", [instance_of(int), ge(1)])
+    hidden: int = option(128, "dit and mlp: token / hidden width", [instance_of(int), ge(4)])
+    depth: int = option(4, "dit: transformer blocks; mlp: residual layers", [instance_of(int), ge(1)])
 
 
 class DDPM(GenerativeModel):
@@ -90,7 +91,7 @@ class DDPM(GenerativeModel):
 
     Config: ClassVar[type] = DDPMConfig
     likelihood: ClassVar[str] = "bound"
-    conditional: ClassVar[bool] = True
+    conditional = True  # per instance: False when the data have no labels or class_conditional=false
     train_defaults: ClassVar[dict[str, Any]] = {
         "steps": 500, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
         "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 250, "patience": 0,
@@ -193,7 +194,7 @@ class DDPM(GenerativeModel):
         scale = math.sqrt(float(self.schedule.betas[0]))
         if self.levels:
             if mode:
-                return torch.round((x0 + 1) * ((self.levels - 1) / 2)).clamp(0, self.levels - 1).long()
+                return quantize(x0, self.levels, centred=True)
             return DiscretizedGaussian(x0, torch.full_like(x0, math.log(scale)), self.levels).sample(generator)
         return self.scale * (x0 if mode else Normal(x0, torch.full_like(x0, scale)).sample(generator))
 
@@ -230,7 +231,7 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def bound(self, batch: Batch, steps: int = 0, seed: int | None = None, chunk: int = 2 ** 19) -> Tensor:
-        r"""The bound in nats, ``(B,)``: :math:`L_T + \sum_t L_{t-1} + L_0` (+ :math:`\log K` with labels).
+        r"""The bound in nats, ``(B,)``: :math:`L_T + \sum_t L_{t-1} + L_0` (given the labels, if any).
 
         ``steps = 0`` sums all ``T`` terms; ``steps = K`` keeps :math:`L_0` and draws one step per
         stratum of ``round(linspace(1, T, K+1))`` (steps 2..T), weighted by the stratum size (unbiased).
@@ -263,8 +264,6 @@ class DDPM(GenerativeModel):
             eps = torch.randn(xs.shape, generator=g, device=device)
             term = self.terms(xs, ys, tt, eps)[0].double().reshape(k, B)
             total = total + (wk[:, None] * term).sum(0)
-        if y is not None:
-            total = total + math.log(self.num_classes)
         return total + self._log_scale_nats()
 
     def _labels(self, batch: Batch) -> Tensor | None:
@@ -303,9 +302,21 @@ class DDPM(GenerativeModel):
         return {"loss": loss, "simple": simple.detach(), "vlb_nats_per_dim": vlb.detach()}
 
     def nll(self, batch: Batch) -> Tensor:
-        """The variational bound in nats per example (upper bound on -log p of the data as stored)."""
+        """The variational bound in nats per example on -log p of the data as stored (given the labels, if any)."""
         with torch.no_grad():
             return self.bound(batch, steps=self.config.nll_steps).to(torch.get_default_dtype())
+
+    def marginal_nll(self, batch: Batch) -> Tensor:
+        r""":math:`-\log p(x) \le -\log p_\theta(x \mid y) + \log K` at the true label ``y``, ``(B,)`` nats.
+
+        One bound per example; the base class's log-mean-exp over all ``K`` labels is
+        tighter by at most :math:`\log K` but costs ``K`` full bounds. Without labels
+        (or an unconditional instance), :meth:`nll`.
+        """
+        out = self.nll(batch)
+        if self.num_classes is not None and batch.y is not None:
+            out = out + math.log(self.num_classes)
+        return out
 
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
         """Mean fixed-seed stratified estimate of the bound from ``val_steps`` steps (nats)."""
@@ -315,13 +326,13 @@ class DDPM(GenerativeModel):
                 total += float(self.bound(b, steps=self.config.val_steps).sum())
         return total / max(len(data), 1)
 
-    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
                guidance: float | None = None) -> Tensor:
         """``n`` samples with the configured sampler; ``guidance`` overrides the configured scale
         (``gmkit sample RUN --label 3 --option guidance=3``)."""
-        sampler = (DDPMSampler(guidance) if self.config.sampler == "ddpm"
-                   else DDIMSampler(self.config.sample_steps, self.config.eta, guidance))
-        return sampler(self, n, condition, generator)
+        sampler = (DDPMSampler(guidance=guidance) if self.config.sampler == "ddpm"
+                   else DDIMSampler(steps=self.config.sample_steps, eta=self.config.eta, guidance=guidance))
+        return sampler(self, n, condition=condition, generator=generator)
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
         out = super().evaluate(data, batch_size)

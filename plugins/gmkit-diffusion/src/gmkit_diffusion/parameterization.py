@@ -44,7 +44,7 @@ def output_channels(prediction: str, channels: int, levels: int | None) -> int:
 
 
 def _coefs(schedule: NoiseSchedule, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
-    abar = schedule._at(schedule.alphas_cumprod, t, like)
+    abar = schedule.at(schedule.alphas_cumprod, t, like)
     return abar.sqrt(), (1 - abar).sqrt()
 
 

@@ -1,8 +1,10 @@
 r"""Samplers for :class:`~gmkit_diffusion.model.DDPM`: ancestral DDPM and DDIM.
 
-Both are registered components (kind ``sampler``), called as
-``sampler(model, n, condition=None, generator=None, data=None)``; every random
-draw uses ``generator``, so a seed fixes the samples. ``guidance`` (``s``) is the
+Both are registered components (kind ``sampler``), built from validated options
+(an attrs ``Options`` class each, so ``--option steps=abc`` is a one-line error naming
+``steps``), applicable to ``ddpm`` models only (:meth:`DDPMSampler.applies_to`), and
+called as ``sampler(model, n, *, condition=None, generator=None, data=None)``; every
+random draw uses ``generator``, so a seed fixes the samples. ``guidance`` (``s``) is the
 classifier-free guidance scale (Ho & Salimans, 2022, arXiv:2207.12598):
 :math:`\hat\epsilon = \hat\epsilon(x_t, \varnothing) + s(\hat\epsilon(x_t, y) - \hat\epsilon(x_t, \varnothing))`;
 ``None`` takes the model's configured scale, ``1`` is the plain conditional model.
@@ -26,13 +28,16 @@ classifier-free guidance scale (Ho & Salimans, 2022, arXiv:2207.12598):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import torch
+from attrs.validators import ge
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from gmkit_core.errors import ConfigError
+from gmkit_core.config import option
+from gmkit_core.sampling import ConfiguredSampler
 
 if TYPE_CHECKING:
     from .model import DDPM
@@ -49,16 +54,44 @@ def _full(n: int, t: int, like: Tensor) -> Tensor:
     return torch.full((n,), t, dtype=torch.long, device=like.device)
 
 
-class DDPMSampler:
+def _guidance() -> Any:
+    return option(None, "classifier-free guidance scale s (default: the model's guidance; 1: plain conditional)")
+
+
+def _progress_option() -> Any:
+    return option(True, "show a progress bar on a terminal")
+
+
+class _DiffusionSampler(ConfiguredSampler):
+    @staticmethod
+    def applies_to(model: Any) -> str | None:
+        from .model import DDPM
+
+        if isinstance(model, DDPM):
+            return None
+        return f"it draws from diffusion models (ddpm), not {type(model).__name__}"
+
+    @property
+    def guidance(self) -> float | None:
+        return self.options.guidance
+
+    @property
+    def progress(self) -> bool:
+        return self.options.progress
+
+
+class DDPMSampler(_DiffusionSampler):
     """Ancestral sampling over all ``T`` steps."""
 
-    needs_data: ClassVar[bool] = False
+    name = "ddpm"
 
-    def __init__(self, guidance: float | None = None, progress: bool = True):
-        self.guidance, self.progress = guidance, progress
+    @attrs.frozen
+    class Options:
+        guidance: float | None = _guidance()
+        progress: bool = _progress_option()
 
     @torch.no_grad()
-    def __call__(self, model: DDPM, n: int, condition: Tensor | None = None,
+    def __call__(self, model: DDPM, n: int, *, condition: Tensor | None = None,
                  generator: torch.Generator | None = None, data: Any = None) -> Tensor:
         sched, g = model.schedule, self.guidance
         y = model.sampling_labels(n, condition, generator)
@@ -71,17 +104,25 @@ class DDPMSampler:
         return model.decode(model.denoise(x, _full(n, 1, x), y, g), generator)
 
 
-class DDIMSampler:
+class DDIMSampler(_DiffusionSampler):
     """DDIM on ``steps`` evenly spaced steps with stochasticity ``eta`` (0: deterministic)."""
 
-    needs_data: ClassVar[bool] = False
+    name = "ddim"
 
-    def __init__(self, steps: int = 50, eta: float = 0.0, guidance: float | None = None, progress: bool = True):
-        if steps < 1:
-            raise ConfigError(f"ddim: steps must be >= 1, got {steps}")
-        if eta < 0:
-            raise ConfigError(f"ddim: eta must be >= 0, got {eta}")
-        self.steps, self.eta, self.guidance, self.progress = steps, eta, guidance, progress
+    @attrs.frozen
+    class Options:
+        steps: int = option(50, "number of steps tau_S = T > ... > tau_1 = 1 (at most T)", ge(1))
+        eta: float = option(0.0, "stochasticity: 0 deterministic (an ODE step), 1 ancestral-like", ge(0.0))
+        guidance: float | None = _guidance()
+        progress: bool = _progress_option()
+
+    @property
+    def steps(self) -> int:
+        return self.options.steps
+
+    @property
+    def eta(self) -> float:
+        return self.options.eta
 
     def timesteps(self, T: int) -> list[int]:  # noqa: N803
         """:math:`\\tau_S = T > \\dots > \\tau_1 = 1`, evenly spaced and distinct (at most ``T`` of them)."""
@@ -126,7 +167,7 @@ class DDIMSampler:
         return x
 
     @torch.no_grad()
-    def __call__(self, model: DDPM, n: int, condition: Tensor | None = None,
+    def __call__(self, model: DDPM, n: int, *, condition: Tensor | None = None,
                  generator: torch.Generator | None = None, data: Any = None) -> Tensor:
         y = model.sampling_labels(n, condition, generator)
         x0 = self.generate(model, model.noise((n, *model.data.shape), generator), y, generator)
