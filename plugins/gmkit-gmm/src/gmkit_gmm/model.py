@@ -171,7 +171,10 @@ class GMM(GenerativeModel):
         x = train.x.to(device)
         copies = cfg.dequant_copies if self.data.is_image else 1
         reg = self.reg_covar
-        z = torch.cat([self._to_latent(x, generator)[0] for _ in range(copies)])
+        latents = [self._to_latent(x, generator) for _ in range(copies)]
+        z = torch.cat([latent for latent, _ in latents])
+        #: Mean of log p(data) - log p(z) over the fitted points (0 on vectors; images: dequantisation and logit terms).
+        self.em_offset = float(torch.cat([offset for _, offset in latents]).double().mean())
         if z.shape[0] < cfg.components:
             raise ConfigError(f"gmm: components={cfg.components} needs at least as many training points; "
                               f"{train.describe()} gives {z.shape[0]}")
@@ -190,6 +193,29 @@ class GMM(GenerativeModel):
         self.mixture.load_state_dict(states[best])
         #: The kept run's EM trace (mean training log-likelihood per iteration, in the modelled space).
         self.em_result = results[best]
+
+    def fit_history(self) -> dict[str, dict[str, list[float]]]:
+        r"""The EM fit as run history, ``{"em": {"iteration": [0..N], "log_likelihood": [...]}}``; ``{}`` without EM.
+
+        ``log_likelihood[i]`` is the mean training log-likelihood after ``i`` M-steps in nats per example
+        on the data: the EM trace :math:`\ell_i` plus ``em_offset`` (zero on vectors; on images the
+        dequantisation and logit terms, so it is the one-draw dequantisation bound on the fitted noise draws).
+        """
+        result = getattr(self, "em_result", None)
+        if result is None:
+            return {}
+        return {"em": {"iteration": [float(i) for i in range(len(result.log_likelihood))],
+                       "log_likelihood": [ll + self.em_offset for ll in result.log_likelihood]}}
+
+    def describe_fit(self) -> str | None:
+        """One line on the EM fit (``EM: N iterations, log-likelihood L nats/example ...``); None without EM."""
+        result = getattr(self, "em_result", None)
+        if result is None:
+            return None
+        state = "converged" if result.converged else f"not converged within max_iter={self.config.max_iter}"
+        restarts = f", best of {self.config.restarts} restarts" if self.config.restarts > 1 else ""
+        return (f"EM: {result.iterations} iterations, log-likelihood {result.final + self.em_offset:.4f} "
+                f"nats/example on the training data ({state}{restarts})")
 
     def describe(self) -> str:
         cfg = self.config
