@@ -14,7 +14,8 @@ Layout (format ``gmkit-run`` version 2)::
     /history     step-indexed arrays: train/<name>, validation/<name>
     /samples     optional sample arrays
 
-Tensors are stored as plain arrays (dtype in an attribute where numpy lacks it);
+Tensors are stored as plain arrays with HDF5 Fletcher-32 checksums, so flipped
+bytes are reported as a damaged file (dtype in an attribute where numpy lacks it);
 JSON holds everything else. Nothing is pickled, so opening an untrusted file runs
 no code. Writes go to a temporary file in the same folder, are flushed and
 fsync'ed, then renamed over the target, so a crash leaves the previous file intact.
@@ -64,14 +65,20 @@ class RunRecord:
 
 # -- tensors -------------------------------------------------------------------------
 def _put_tensor(group: Any, name: str, tensor: torch.Tensor) -> None:
+    """Store with a Fletcher-32 checksum (a chunked layout, so a 0-d tensor is kept as 1 element plus its shape)."""
     t = tensor.detach().cpu()
-    stored = t.float() if t.dtype == torch.bfloat16 else t
-    ds = group.create_dataset(name, data=stored.numpy())
+    array = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+    data = array.reshape(1) if array.ndim == 0 else array
+    ds = group.create_dataset(name, data=data, fletcher32=data.size > 0)
     ds.attrs["dtype"] = str(t.dtype).removeprefix("torch.")
+    if array.ndim == 0:
+        ds.attrs["scalar"] = True
 
 
 def _get_tensor(ds: Any) -> torch.Tensor:
-    t = torch.from_numpy(np.array(ds[()]))
+    """Read a tensor; a checksum mismatch raises OSError, reported as a damaged file."""
+    array = np.array(ds[()])
+    t = torch.from_numpy(array.reshape(()) if ds.attrs.get("scalar") else array)
     dtype = ds.attrs.get("dtype")
     return t.to(getattr(torch, dtype)) if dtype else t
 
@@ -269,7 +276,13 @@ class Run:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", **overrides: Any) -> Run:
-    """Open a run file: the model with its best weights, ready to sample and evaluate."""
+    """Open a run file: the model with its best weights, ready to sample and evaluate.
+
+    ``device``: ``cpu`` (default), ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (the best available).
+    """
+    from .devices import resolve_device
+
+    target = resolve_device(device)
     record = read_run(path, weights_only=True)
-    model = build_model(record, record.best, overrides).to(device)
+    model = build_model(record, record.best, overrides).to(target)
     return Run(Path(path), record, model)

@@ -8,7 +8,7 @@ from gmkit_core.data import Batch, DataSpec
 from gmkit_core.errors import ConfigError, NotRegisteredError
 from gmkit_core.training.config import TrainConfig
 from gmkit_core.training.run import train
-from gmkit_core.training.trainer import _Loop, DefaultTrainer
+from gmkit_core.training.trainer import DefaultTrainer, _Loop
 
 FAST = {"eval_every": 10, "checkpoint_every": 20, "batch_size": 64, "ema": 0.9}
 

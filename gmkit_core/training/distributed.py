@@ -33,16 +33,9 @@ class World:
 
     def device(self, requested: str) -> torch.device:
         """The device for this process: ``auto`` picks cuda (this rank's GPU), then mps, then cpu."""
-        if requested == "auto":
-            if torch.cuda.is_available():
-                return torch.device("cuda", self.local_rank)
-            if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() and not self.distributed:
-                return torch.device("mps")
-            return torch.device("cpu")
-        device = torch.device(requested)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", self.local_rank)
-        return device
+        from ..devices import resolve_device
+
+        return resolve_device(requested, self.local_rank, self.distributed)
 
 
 def world(device: str = "auto") -> World:
