@@ -214,7 +214,8 @@ class GMM(GenerativeModel):
             return None
         state = "converged" if result.converged else f"not converged within max_iter={self.config.max_iter}"
         restarts = f", best of {self.config.restarts} restarts" if self.config.restarts > 1 else ""
-        return (f"EM: {result.iterations} iterations, log-likelihood {result.final + self.em_offset:.4f} "
+        plural = "" if result.iterations == 1 else "s"
+        return (f"EM: {result.iterations} iteration{plural}, log-likelihood {result.final + self.em_offset:.4f} "
                 f"nats/example on the training data ({state}{restarts})")
 
     def describe(self) -> str:
