@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 import torch
-from gmkit_pixelcnn.outputs import CategoricalOutput, LogisticMixtureOutput
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gmkit_core.data import Batch, DataSpec
+from gmkit_core.heads import CategoricalHead, LogisticMixtureHead
+from gmkit_core.interfaces import bits_per_dim
 from gmkit_core.registry import registry
 
 
@@ -19,8 +19,8 @@ from gmkit_core.registry import registry
 @given(levels=st.sampled_from([2, 3, 17, 256]), mixtures=st.integers(1, 4), scale=st.floats(0.1, 20.0))
 def test_levels_probabilities_sum_to_one(levels, mixtures, scale):  # noqa: ANN001
     gen = torch.Generator().manual_seed(levels * 10 + mixtures)
-    for out in (CategoricalOutput(levels), LogisticMixtureOutput(levels, mixtures)):
-        params = scale * torch.randn(3, 2, out.params_per_dim, generator=gen, dtype=torch.float64)
+    for out in (CategoricalHead(levels), LogisticMixtureHead(levels, mixtures)):
+        params = scale * torch.randn(3, 2, out.params, generator=gen, dtype=torch.float64)
         log_probs = out.log_probs(params)
         assert log_probs.shape == (3, 2, levels)
         torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 2, dtype=torch.float64),
@@ -34,7 +34,7 @@ def test_log_probs_agree_with_log_prob(output, build):  # noqa: ANN001
     params = net(x)
     table = out.log_probs(params)                                          # (B, C, H, W, L)
     picked = table.gather(-1, x.unsqueeze(-1)).squeeze(-1).sum((1, 2, 3))
-    torch.testing.assert_close(picked, out.log_prob(params, x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(picked, out(params).log_prob(x), rtol=0, atol=1e-10)
 
 
 def _all_images(channels: int, height: int, width: int, levels: int) -> torch.Tensor:
@@ -55,7 +55,7 @@ def test_nll_equals_brute_force_chain_rule(arch, output, shape, position_bias, b
     images = _all_images(channels, height, width, levels)                # (L^D, C, H, W)
     with torch.no_grad():
         params = net(images)
-        log_joint = out.log_prob(params, images)                          # (L^D,)
+        log_joint = out(params).log_prob(images)                          # (L^D,)
         table = out.log_probs(params)                                     # (L^D, C, H, W, L)
     assert abs(torch.logsumexp(log_joint, 0).item()) < 1e-10
     dims = channels * height * width
@@ -84,8 +84,8 @@ def test_model_nll_loss_and_evaluate(name):  # noqa: ANN001
     batch = Batch(x, y)
     nll = model.nll(batch)
     params = model.net(x, y if name == "cpixelcnn" else None)
-    torch.testing.assert_close(nll, -model.output.log_prob(params, x))
+    torch.testing.assert_close(nll, -model.head(params).log_prob(x))
     assert (nll > 0).all()
     out = model.loss(batch)
     torch.testing.assert_close(out["loss"], nll.mean())
-    torch.testing.assert_close(out["bits_per_dim"], nll.mean() / (9 * math.log(2)))
+    torch.testing.assert_close(out["bits_per_dim"], bits_per_dim(nll.mean(), 9))

@@ -16,9 +16,9 @@ from gmkit_core.registry import registry
 
 
 def test_registered_names():
-    models = {e.name: e for e in registry.entries("model")}
-    assert models["pixelcnn"].likelihood == models["cpixelcnn"].likelihood == "exact"
-    assert not models["pixelcnn"].conditional and models["cpixelcnn"].conditional
+    models = {e.name: e.model_traits() for e in registry.entries("model")}
+    assert models["pixelcnn"]["likelihood"] == models["cpixelcnn"]["likelihood"] == "exact"
+    assert not models["pixelcnn"]["conditional"] and models["cpixelcnn"]["conditional"]
     assert "pixelcnn" in registry.names("prior")
     assert {"pixelcnn_fast", "pixelcnn_naive"} <= set(registry.names("sampler"))
     assert all(p.error is None for p in registry.plugins() if p.name == "gmkit-pixelcnn")
@@ -84,3 +84,38 @@ def test_train_defaults_are_trainer_settings():
     for cls in (PixelCNN, ConditionalPixelCNN):
         config = TrainConfig(**cls.train_defaults)
         assert config.ema > 0 and config.eval_every > 0  # best-on-validation of the EMA weights
+
+
+def test_cpixelcnn_eval_reports_the_exact_marginal_and_the_conditional_figure(tmp_path):
+    """`gmkit eval` of a briefly trained cpixelcnn: headline -log (1/K) sum_y p(x|y), recomputed here label by label."""
+    import math
+
+    from gmkit_core.artifact import load
+    from gmkit_core.data import Batch
+    from gmkit_core.data import load as load_data
+
+    gmkit = [sys.executable, "-m", "gmkit_core.cli"]
+    run = tmp_path / "c.h5"
+    train = subprocess.run([*gmkit, "train", "cpixelcnn", "--data", "digits", "--steps", "6", "--out", str(run), "--quiet",
+                            "--set", "hidden=8", "--set", "layers=2", "--set", "train.threads=1",
+                            "--set", "train.eval_every=3", "--set", "train.batch_size=16"],
+                           capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr
+    evaluated = subprocess.run([*gmkit, "eval", str(run), "--json", "--device", "cpu"], capture_output=True, text=True)
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["conditional"] is True and report["exact"] is True
+    model = load(run).model.double().eval()
+    test = load_data("digits", "test")
+    K = test.spec.num_classes
+    with torch.no_grad():
+        per_label = torch.stack([model.nll(Batch(test.x, torch.full((len(test),), y))) for y in range(K)], 1)  # (N, K)
+        own = model.nll(Batch(test.x, test.y))
+    # exp(-marginal) = (1/K) sum_y exp(-nll(x, y)), per example, in float64
+    m = per_label.min(1, keepdim=True).values  # shift so that the largest term is exp(0)
+    marginal = m.squeeze(1) - torch.log(torch.exp(-(per_label - m)).mean(1))
+    assert report["nll_nats"] == pytest.approx(float(marginal.mean()), rel=1e-4)
+    assert report["conditional_nll_nats"] == pytest.approx(float(own.mean()), rel=1e-4)
+    assert abs(report["nll_nats"] - report["conditional_nll_nats"]) > 1e-6  # two figures, not one copied
+    assert report["bits_per_dim"] == pytest.approx(report["nll_nats"] / (64 * math.log(2)))
+    assert report["conditional_bits_per_dim"] == pytest.approx(report["conditional_nll_nats"] / (64 * math.log(2)))

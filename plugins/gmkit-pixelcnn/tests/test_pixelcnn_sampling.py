@@ -58,7 +58,7 @@ def test_samples_follow_the_model(arch, build):  # noqa: ANN001
     x = sample_fast(net, out, n, (1, 1, 2), None, torch.Generator().manual_seed(0))
     images = torch.tensor(list(itertools.product(range(3), repeat=2))).view(9, 1, 1, 2)
     with torch.no_grad():
-        p = out.log_prob(net(images), images).exp()
+        p = out(net(images)).log_prob(images).exp()
     counts = torch.stack([(x == img).all(dim=(1, 2, 3)).sum() for img in images]).double()
     # Chi-square with 8 degrees of freedom: 26.1 is its 0.999 quantile.
     chi2 = ((counts - n * p) ** 2 / (n * p)).sum()
@@ -70,15 +70,15 @@ def test_model_sample_contract_and_labels():
     spec = DataSpec("tiny", "image", (2, 3, 3), levels=4, num_classes=5)
     model = registry.get("model", "cpixelcnn", data=spec, hidden=8, layers=2)
     model.train()
-    x = model.sample(6, torch.full((6,), 3), torch.Generator().manual_seed(0))
+    x = model.sample(6, condition=torch.full((6,), 3), generator=torch.Generator().manual_seed(0))
     assert x.shape == (6, 2, 3, 3) and x.dtype == torch.int64 and 0 <= int(x.min()) and int(x.max()) < 4
     assert model.training                                       # sampling restores the mode
-    same = model.sample(6, torch.tensor(3), torch.Generator().manual_seed(0))
+    same = model.sample(6, condition=torch.tensor(3), generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, same)
-    drawn = model.sample(6, None, torch.Generator().manual_seed(0))    # labels drawn with the generator
+    drawn = model.sample(6, condition=None, generator=torch.Generator().manual_seed(0))    # labels drawn with the generator
     assert drawn.shape == (6, 2, 3, 3)
     with pytest.raises(ConfigError, match="labels must lie"):
-        model.sample(2, torch.tensor([0, 5]))
+        model.sample(2, condition=torch.tensor([0, 5]))
     with pytest.raises(ConfigError, match="method"):
         model.sample(2, method="quick")
 
@@ -94,5 +94,9 @@ def test_sampler_components():
     assert torch.equal(a, b)
     prior = registry.get("prior", "pixelcnn", shape=(4, 4), levels=3, hidden=8, layers=2)
     assert fast(prior, 2, generator=torch.Generator().manual_seed(1)).shape == (2, 4, 4)
-    with pytest.raises(ConfigError, match="pixelcnn models and priors"):
+    assert fast.applies_to(model) is None and fast.applies_to(prior) is None
+    assert "pixelcnn and cpixelcnn models" in fast.applies_to(torch.nn.Linear(2, 2))
+    with pytest.raises(ConfigError, match="pixelcnn and cpixelcnn models"):
         fast(torch.nn.Linear(2, 2), 2)
+    with pytest.raises(ConfigError, match="no option 'steps'"):
+        registry.get("sampler", "pixelcnn_fast", steps=3)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
+from gmkit_core.config import option
+
 __all__ = ["PixelCNNConfig"]
 
 
@@ -17,25 +19,20 @@ def _odd_kernel(instance: object, attribute: attrs.Attribute, value: int) -> Non
 class PixelCNNConfig:
     """Architecture, output law and sampler of a PixelCNN (see docs/models/pixelcnn.md)."""
 
-    arch: str = attrs.field(default="gated", validator=v.in_(("gated", "plain")), metadata={
-        "help": "gated: vertical + horizontal stacks, no blind spot; plain: masked k x k stack (has a blind spot)"})
-    hidden: int = attrs.field(default=32, validator=v.ge(1), metadata={
-        "help": "features per layer F (split into one group per image channel)"})
-    layers: int = attrs.field(default=5, validator=v.ge(1), metadata={
-        "help": "number of masked layers, the first included"})
-    kernel_size: int = attrs.field(default=3, validator=_odd_kernel, metadata={
-        "help": "kernel k of the layers after the first (gated: (k//2+1) x k vertical, 1 x (k//2+1) horizontal)"})
-    first_kernel_size: int = attrs.field(default=5, validator=_odd_kernel, metadata={
-        "help": "kernel of the first (type A) layer"})
-    embed_dim: int = attrs.field(default=8, validator=v.ge(1), metadata={
-        "help": "size of the learned embedding of each level, per channel"})
-    output: str = attrs.field(default="categorical", validator=v.in_(("categorical", "logistic_mixture")), metadata={
-        "help": "categorical over all levels, or a discretised logistic mixture (PixelCNN++)"})
-    mixtures: int = attrs.field(default=5, validator=v.ge(1), metadata={
-        "help": "components M of the logistic mixture (output=logistic_mixture)"})
-    position_bias: bool = attrs.field(default=True, validator=v.instance_of(bool), metadata={
-        "help": "learn a bias of the output parameters at every sub-pixel (ties the network to one image size)"})
-    dropout: float = attrs.field(default=0.3, validator=[v.ge(0.0), v.lt(1.0)], metadata={
-        "help": "dropout rate on every layer's gated (plain: convolved) features during training"})
-    sampler: str = attrs.field(default="fast", validator=v.in_(("fast", "naive")), metadata={
-        "help": "fast: cached, one pixel of work per step; naive: full forward pass per sub-pixel"})
+    arch: str = option("gated", "gated: vertical + horizontal stacks, no blind spot; plain: masked k x k stack "
+                       "(has a blind spot)", v.in_(("gated", "plain")))
+    hidden: int = option(32, "features per layer F (split into one group per image channel)", v.ge(1))
+    layers: int = option(5, "number of masked layers, the first included", v.ge(1))
+    kernel_size: int = option(3, "kernel k of the layers after the first (gated: (k//2+1) x k vertical, "
+                              "1 x (k//2+1) horizontal)", _odd_kernel)
+    first_kernel_size: int = option(5, "kernel of the first (type A) layer", _odd_kernel)
+    embed_dim: int = option(8, "size of the learned embedding of each level, per channel", v.ge(1))
+    output: str = option("categorical", "categorical over all levels, or a discretised logistic mixture (PixelCNN++)",
+                         v.in_(("categorical", "logistic_mixture")))
+    mixtures: int = option(5, "components M of the logistic mixture (output=logistic_mixture)", v.ge(1))
+    position_bias: bool = option(True, "learn a bias of the output parameters at every sub-pixel (ties the network "
+                                 "to one image size)", v.instance_of(bool))
+    dropout: float = option(0.3, "dropout rate on every layer's gated (plain: convolved) features during training",
+                            [v.ge(0.0), v.lt(1.0)])
+    sampler: str = option("fast", "fast: cached, one pixel of work per step; naive: full forward pass per sub-pixel",
+                          v.in_(("fast", "naive")))

@@ -5,13 +5,15 @@ r"""The registered models ``pixelcnn`` and ``cpixelcnn``.
     \qquad \mathcal L = -\frac{1}{B}\sum_b \log p(x^{(b)} \mid y^{(b)})
 
 in nats, exact, on the stored integer levels (no dequantisation); ``y`` is
-absent for ``pixelcnn`` and the class label for ``cpixelcnn``.
+absent for ``pixelcnn`` and the class label for ``cpixelcnn``, whose ``nll`` is the exact
+:math:`-\log p(x \mid y)`; ``evaluate`` then reports the exact marginal
+:math:`-\log \frac1K \sum_y p(x \mid y)` as the headline (the core's ``marginal_nll``).
+The output law per sub-pixel is a core observation head (:mod:`gmkit_core.heads`).
 Bits per dimension are :math:`-\log p(x) / (CHW \ln 2)`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch
@@ -19,11 +21,11 @@ from torch import Tensor
 
 from gmkit_core.data import Batch, DataSpec
 from gmkit_core.errors import ConfigError, DataError
-from gmkit_core.interfaces import GenerativeModel
+from gmkit_core.heads import make_head
+from gmkit_core.interfaces import GenerativeModel, bits_per_dim
 
 from .config import PixelCNNConfig
 from .network import PixelCNNNet
-from .outputs import make_output
 from .sampling import draw
 
 __all__ = ["PixelCNN", "ConditionalPixelCNN"]
@@ -34,7 +36,7 @@ class PixelCNN(GenerativeModel):
 
     Config = PixelCNNConfig
     likelihood: ClassVar[str] = "exact"
-    conditional: ClassVar[bool] = False
+    conditional = False
     # Tuned on digits (1000 training images): dropout + EMA + best-on-validation; see docs/models/pixelcnn.md.
     train_defaults: ClassVar[dict[str, Any]] = {
         "steps": 1500, "batch_size": 32, "lr": 3e-3, "optimizer": "adam", "schedule": "cosine",
@@ -54,9 +56,9 @@ class PixelCNN(GenerativeModel):
             raise DataError(f"cpixelcnn needs labelled data; '{data.name}' has no classes (use pixelcnn)")
         if config.hidden < data.shape[0]:
             raise ConfigError(f"{name}: hidden={config.hidden} must be at least the channel count {data.shape[0]}")
-        self.output = make_output(config.output, data.levels, config.mixtures)
+        self.head = make_head(config.output, data.levels, config.mixtures)
         kind, size = ("label", data.num_classes) if self.conditional else (None, 0)
-        self.net = PixelCNNNet(config, data.shape[0], data.levels, self.output.params_per_dim, kind, size,
+        self.net = PixelCNNNet(config, data.shape[0], data.levels, self.head.params, kind, size,
                                size=(data.shape[1], data.shape[2]))
 
     @property
@@ -73,16 +75,17 @@ class PixelCNN(GenerativeModel):
 
     def log_prob(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
         """``(B, C, H, W)`` int64 -> ``(B,)`` exact :math:`\\log p(x \\mid y)` in nats."""
-        return self.output.log_prob(self.net(x, condition), x)
+        return self.head(self.net(x, condition)).log_prob(x)
 
     def nll(self, batch: Batch) -> Tensor:
+        r"""Exact :math:`-\log p(x)` (``pixelcnn``) or :math:`-\log p(x \mid y)` (``cpixelcnn``), ``(B,)`` nats."""
         return -self.log_prob(batch.x, self._labels(batch))
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         nll = self.nll(batch).mean()
-        return {"loss": nll, "bits_per_dim": nll.detach() / (self.data.dims * math.log(2))}
+        return {"loss": nll, "bits_per_dim": bits_per_dim(nll.detach(), self.data.dims)}
 
-    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
                method: str | None = None) -> Tensor:
         """``(n, C, H, W)`` int64 levels; ``method`` ``fast`` (default from the config) or ``naive``.
 
@@ -98,10 +101,10 @@ class PixelCNN(GenerativeModel):
                 condition = condition.expand(n)
         elif condition is not None:
             raise ConfigError("pixelcnn is unconditional; use cpixelcnn to sample with a label")
-        return draw(self.net, self.output, n, self.shape, condition, generator, method or self.config.sampler)
+        return draw(self.net, self.head, n, self.shape, condition, generator, method or self.config.sampler)
 
 
 class ConditionalPixelCNN(PixelCNN):
     """Class-conditional PixelCNN :math:`p(x \\mid y)`: a learned per-class bias in every layer."""
 
-    conditional: ClassVar[bool] = True
+    conditional = True

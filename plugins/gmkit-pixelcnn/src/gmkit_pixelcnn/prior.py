@@ -26,11 +26,11 @@ from torch import Tensor
 
 from gmkit_core.config import make_config
 from gmkit_core.errors import ConfigError
+from gmkit_core.heads import make_head
 from gmkit_core.interfaces import Prior
 
 from .config import PixelCNNConfig
 from .network import PixelCNNNet
-from .outputs import make_output
 from .sampling import draw
 
 __all__ = ["PixelCNNPrior"]
@@ -69,8 +69,8 @@ class PixelCNNPrior(Prior):
         kind, size = kinds[0] if kinds else (None, 0)
         if self.config.hidden < self.image_shape[0]:
             raise ConfigError(f"prior 'pixelcnn': hidden must be at least the channel count {self.image_shape[0]}")
-        self.output = make_output(self.config.output, self.levels, self.config.mixtures)
-        self.net = PixelCNNNet(self.config, self.image_shape[0], self.levels, self.output.params_per_dim,
+        self.head = make_head(self.config.output, self.levels, self.config.mixtures)
+        self.net = PixelCNNNet(self.config, self.image_shape[0], self.levels, self.head.params,
                                kind, size, size=self.image_shape[1:])
 
     def _as_image(self, z: Tensor) -> Tensor:
@@ -86,10 +86,10 @@ class PixelCNNPrior(Prior):
         x = self._as_image(z)
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.levels):
             raise ConfigError(f"prior 'pixelcnn': codes must lie in [0, {self.levels})")
-        return self.output.log_prob(self.net(x, condition), x)
+        return self.head(self.net(x, condition)).log_prob(x)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, condition: Tensor | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
                method: str | None = None) -> Tensor:
         """``(n, *shape)`` int64 codes; ``method`` ``fast`` (default from ``sampler``) or ``naive``."""
-        x = draw(self.net, self.output, n, self.image_shape, condition, generator, method or self.config.sampler)
+        x = draw(self.net, self.head, n, self.image_shape, condition, generator, method or self.config.sampler)
         return x.reshape(n, *self.shape)

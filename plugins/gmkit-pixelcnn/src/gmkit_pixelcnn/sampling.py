@@ -13,24 +13,27 @@ same parameters, up to the summation order of float arithmetic:
   Generation for Convolutional Autoregressive Models, 2017, arXiv:1704.06001).
 
 Both are registered as sampler components (``pixelcnn_naive``,
-``pixelcnn_fast``) usable with ``gmkit sample --sampler``.
+``pixelcnn_fast``) usable with ``gmkit sample --sampler``; they take no options
+and apply to PixelCNN models and priors only (:meth:`FastSampler.applies_to`).
+Each sub-pixel's law is a core observation head (:mod:`gmkit_core.heads`) of its
+``P`` network outputs.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import attrs
 import torch
 from torch import Tensor
 
 from gmkit_core.errors import ConfigError
+from gmkit_core.heads import Head
+from gmkit_core.sampling import ConfiguredSampler
 
 from .network import PixelCNNNet
-from .outputs import CategoricalOutput, LogisticMixtureOutput
 
 __all__ = ["METHODS", "sample_naive", "sample_fast", "draw", "NaiveSampler", "FastSampler"]
-
-Output = CategoricalOutput | LogisticMixtureOutput
 
 
 def _canvas(net: PixelCNNNet, n: int, shape: tuple[int, int, int]) -> Tensor:
@@ -39,7 +42,7 @@ def _canvas(net: PixelCNNNet, n: int, shape: tuple[int, int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def sample_naive(net: PixelCNNNet, output: Output, n: int, shape: tuple[int, int, int],
+def sample_naive(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int],
                  condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
     """``(n, C, H, W)`` int64 by one full forward pass per sub-pixel."""
     x = _canvas(net, n, shape)
@@ -48,12 +51,12 @@ def sample_naive(net: PixelCNNNet, output: Output, n: int, shape: tuple[int, int
         for j in range(width):
             for c in range(channels):
                 params = net(x, condition)[:, c, i, j]                  # (n, P)
-                x[:, c, i, j] = output.sample(params, generator)
+                x[:, c, i, j] = head(params).sample(generator)
     return x
 
 
 @torch.no_grad()
-def sample_fast(net: PixelCNNNet, output: Output, n: int, shape: tuple[int, int, int],
+def sample_fast(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int],
                 condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
     """``(n, C, H, W)`` int64 computing each layer at the current pixel only, from cached activations."""
     x = _canvas(net, n, shape)
@@ -63,7 +66,7 @@ def sample_fast(net: PixelCNNNet, output: Output, n: int, shape: tuple[int, int,
         for j in range(width):
             for c in range(channels):
                 params = stepper.params(i, j)[:, c]                     # (n, P)
-                x[:, c, i, j] = output.sample(params, generator)
+                x[:, c, i, j] = head(params).sample(generator)
                 stepper.write(i, j)
         stepper.end_row(i)
     return x
@@ -72,7 +75,7 @@ def sample_fast(net: PixelCNNNet, output: Output, n: int, shape: tuple[int, int,
 METHODS = {"naive": sample_naive, "fast": sample_fast}
 
 
-def draw(net: PixelCNNNet, output: Output, n: int, shape: tuple[int, int, int], condition: Tensor | None,
+def draw(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int], condition: Tensor | None,
          generator: torch.Generator | None, method: str) -> Tensor:
     """Sample with ``method`` (``fast`` or ``naive``) in evaluation mode, restoring the training flag."""
     if method not in METHODS:
@@ -82,37 +85,46 @@ def draw(net: PixelCNNNet, output: Output, n: int, shape: tuple[int, int, int], 
     training = net.training
     net.eval()
     try:
-        return METHODS[method](net, output, n, shape, condition, generator)
+        return METHODS[method](net, head, n, shape, condition, generator)
     finally:
         net.train(training)
 
 
-class _Sampler:
-    """``sampler(model, n, condition=None, generator=None, data=None)`` for PixelCNN models and priors."""
+class _Sampler(ConfiguredSampler):
+    """``sampler(model, n, *, condition=None, generator=None, data=None)`` for PixelCNN models and priors."""
 
     method: ClassVar[str]
-    needs_data: ClassVar[bool] = False
 
-    def __call__(self, model: Any, n: int, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Any = None) -> Tensor:
+    @attrs.frozen
+    class Options:
+        """No options."""
+
+    @staticmethod
+    def applies_to(model: Any) -> str | None:
         from .model import PixelCNN
         from .prior import PixelCNNPrior
 
-        if isinstance(model, PixelCNN):
-            return model.sample(n, condition, generator, method=self.method)
-        if isinstance(model, PixelCNNPrior):
-            return model.sample(n, generator, condition, method=self.method)
-        raise ConfigError(f"sampler 'pixelcnn_{self.method}' works with pixelcnn models and priors, "
-                          f"not {type(model).__name__}")
+        if isinstance(model, (PixelCNN, PixelCNNPrior)):
+            return None
+        return f"it draws from pixelcnn and cpixelcnn models and pixelcnn priors, not {type(model).__name__}"
+
+    def __call__(self, model: Any, n: int, *, condition: Tensor | None = None,
+                 generator: torch.Generator | None = None, data: Any = None) -> Tensor:
+        why = self.applies_to(model)
+        if why:
+            raise ConfigError(f"sampler '{self.name}': {why}")
+        return model.sample(n, condition=condition, generator=generator, method=self.method)
 
 
 class NaiveSampler(_Sampler):
     """One full forward pass per sub-pixel (the reference)."""
 
+    name = "pixelcnn_naive"
     method = "naive"
 
 
 class FastSampler(_Sampler):
     """Cached activations, one pixel of work per step (the default of ``model.sample``)."""
 
+    name = "pixelcnn_fast"
     method = "fast"
