@@ -1,77 +1,108 @@
-"""Sessions: tests, lint, demo, bench, docs.
+"""Sessions: tests, lint, typecheck, docs, demo, bench.
 
-Every session installs the core, every plugin under plugins/ and the example
-plugin into its own virtual environment, with torch pinned by constraints.txt
-(a CPU build on the reference machine; package metadata keeps a range).
+Every session runs in ONE shared environment, ``.nox/gmkit``: the core, every
+plugin under plugins/ and the example plugin, editable, with torch and the
+tools pinned by constraints.txt (a CPU build of torch on the reference
+machine; the package metadata keeps ranges). It is built on first use and
+reinstalled only when a pyproject.toml or constraints.txt changes, so running
+several sessions installs torch once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sys
 from pathlib import Path
 
 import nox
 
-nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["tests", "lint"]
-nox.options.reuse_existing_virtualenvs = False
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 ROOT = Path(__file__).parent
+ENV = ROOT / ".nox" / "gmkit"
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("gmkit-*") if (p / "pyproject.toml").exists())
+TOOLS = ["pytest-xdist", "ruff", "mypy"]
 
 
-def install(session: nox.Session, *extra: str) -> None:
-    editable = [arg for p in PLUGINS for arg in ("-e", str(p))]
-    session.install("-c", "constraints.txt", "-e", ".[test]", *editable, "-e", "tests/example_plugin", *extra)
+def _fingerprint() -> str:
+    files = [ROOT / "constraints.txt", ROOT / "pyproject.toml", *(p / "pyproject.toml" for p in PLUGINS),
+             ROOT / "tests" / "example_plugin" / "pyproject.toml"]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
-@nox.session
+def use_env(session: nox.Session) -> None:
+    """Create or refresh the shared environment and run this session's commands in it."""
+    bindir = ENV / ("Scripts" if sys.platform == "win32" else "bin")
+    python = bindir / ("python.exe" if sys.platform == "win32" else "python")
+    stamp = ENV / "gmkit-installed.sha256"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(ENV), external=True)
+    if not stamp.exists() or stamp.read_text() != _fingerprint():
+        editable = [arg for p in PLUGINS for arg in ("-e", str(p))]
+        session.run(str(python), "-m", "pip", "install", "-q", "-c", "constraints.txt", "-e", ".[test]", *editable,
+                    "-e", "tests/example_plugin", *TOOLS, external=True)
+        stamp.write_text(_fingerprint())
+    session.env["VIRTUAL_ENV"] = str(ENV)
+    session.env["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    session.env["OMP_NUM_THREADS"] = "1"  # one torch thread per process; test workers run side by side
+
+
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The test suite (core, plugins, example plugin); extra arguments go to pytest."""
-    install(session, "pytest-xdist")
-    # exit code 5 means "no tests collected": not a failure of the code under test
-    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs, success_codes=[0, 5])
+    """The test suite (core, plugins, example plugin), two workers; extra arguments go to pytest."""
+    use_env(session)
+    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs, external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
-    """ruff over the whole tree."""
-    session.install("ruff")
-    session.run("ruff", "check", ".")
+    """ruff: lint rules and the formatter, over the whole tree."""
+    use_env(session)
+    session.run("ruff", "check", ".", external=True)
+    session.run("ruff", "format", "--check", ".", external=True)
 
 
-@nox.session
+@nox.session(venv_backend="none")
+def typecheck(session: nox.Session) -> None:
+    """mypy over the core and every plugin's source."""
+    use_env(session)
+    session.run("mypy", "gmkit_core", *(str(p / "src") for p in PLUGINS), external=True)
+
+
+@nox.session(venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """Run the documentation's examples and check the CLI reference is current."""
+    use_env(session)
+    session.run("pytest", "-p", "no:cacheprovider", "--doctest-glob=*.md", "docs", "-q", external=True)
+    session.run("python", "docs/cli_reference.py", "--check", external=True)
+
+
+@nox.session(venv_backend="none")
 def demo(session: nox.Session) -> None:
-    """The main job: train a VAE on digits, write a sample grid, print the test bits/dim."""
-    install(session)
+    """The main job: train a VAE on digits, write a sample grid, print the test bits/dim (safe to run again)."""
+    use_env(session)
     out = ROOT / "runs"
     out.mkdir(exist_ok=True)
     model = "vae" if any(p.name == "gmkit-vae" for p in PLUGINS) else "independent"
     run = str(out / f"{model}-digits.h5")
-    session.run("gmkit", "train", model, "--data", "digits", "--out", run)
-    session.run("gmkit", "sample", run, "-n", "64", "--out", str(out / f"{model}-digits-samples.png"))
-    session.run("gmkit", "eval", run)
+    session.run("gmkit", "train", model, "--data", "digits", "--out", run, "--force", external=True)
+    session.run("gmkit", "sample", run, "-n", "64", "--out", str(out / f"{model}-digits-samples.png"), external=True)
+    session.run("gmkit", "eval", run, external=True)
 
 
 BENCH_START, BENCH_END = "<!-- gmkit bench: start -->", "<!-- gmkit bench: end -->"
 
 
-@nox.session
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Equal-budget comparison on digits and the trainer overhead, written into docs/benchmarks.md."""
-    install(session)
+    use_env(session)
     models = session.posargs or ["vae", "pixelcnn", "realnvp", "gmm", "ddpm"]
     table = session.run("gmkit", "bench", *models, "--data", "digits", "--budget", "180", "--overhead", "--markdown",
-                        silent=True)
+                        silent=True, external=True)
     page = ROOT / "docs" / "benchmarks.md"
     text = page.read_text()
     head, _, rest = text.partition(BENCH_START)
     _, _, tail = rest.partition(BENCH_END)
-    page.write_text(f"{head}{BENCH_START}\n{table.strip()}\n{BENCH_END}{tail}")
-
-
-@nox.session
-def docs(session: nox.Session) -> None:
-    """Run the documentation's examples and check the CLI reference is current."""
-    install(session)
-    session.run("pytest", "-p", "no:cacheprovider", "--doctest-glob=*.md", "docs", "-q", success_codes=[0, 5])
-    session.run("python", "docs/cli_reference.py", "--check")
+    page.write_text(f"{head}{BENCH_START}\n{str(table).strip()}\n{BENCH_END}{tail}")
