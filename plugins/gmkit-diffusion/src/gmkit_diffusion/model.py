@@ -69,6 +69,9 @@ class DDPMConfig:
     sampler: str = option("ddpm", "sampler of `sample`: ddpm (ancestral, T steps) or ddim", in_(("ddpm", "ddim")))
     sample_steps: int = option(50, "ddim: number of steps", [instance_of(int), ge(1)])
     eta: float = option(0.0, "ddim: stochasticity (0 deterministic, 1 ancestral-like)", ge(0.0))
+    picture_sampler: str = option("ddim", "sampler of the pictures gmkit train draws (periodic and final): ddim "
+                                  "(sample_steps steps) or ddpm (ancestral, all T steps: T/sample_steps times slower)",
+                                  in_(("ddpm", "ddim")))
     nll_steps: int = option(0, "steps t of the bound in nll: 0 = all T (a true upper bound); K > 0 = an unbiased "
                             "estimate: L_0 exactly plus K stratified steps of 2..T, each weighted by its stratum size",
                             [instance_of(int), ge(0)])
@@ -327,12 +330,25 @@ class DDPM(GenerativeModel):
         return total / max(len(data), 1)
 
     def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               guidance: float | None = None) -> Tensor:
-        """``n`` samples with the configured sampler; ``guidance`` overrides the configured scale
-        (``gmkit sample RUN --label 3 --option guidance=3``)."""
-        sampler = (DDPMSampler(guidance=guidance) if self.config.sampler == "ddpm"
-                   else DDIMSampler(steps=self.config.sample_steps, eta=self.config.eta, guidance=guidance))
-        return sampler(self, n, condition=condition, generator=generator)
+               guidance: float | None = None, sampler: str | None = None, steps: int | None = None) -> Tensor:
+        """``n`` samples; each keyword overrides the config: ``guidance`` the scale
+        (``gmkit sample RUN --label 3 --option guidance=3``), ``sampler`` (ddpm or ddim) ``sampler``,
+        ``steps`` ddim's ``sample_steps``."""
+        kind = self.config.sampler if sampler is None else sampler
+        if kind not in ("ddpm", "ddim"):
+            raise ConfigError(f"ddpm: sampler={kind!r}; choose ddpm (ancestral) or ddim")
+        if kind == "ddpm" and steps is not None:
+            raise ConfigError("ddpm: steps applies to the ddim sampler; the ancestral sampler takes all T steps")
+        draw = (DDPMSampler(guidance=guidance) if kind == "ddpm"
+                else DDIMSampler(steps=steps or self.config.sample_steps, eta=self.config.eta, guidance=guidance))
+        return draw(self, n, condition=condition, generator=generator)
+
+    @property
+    def picture_sample_options(self) -> dict[str, Any]:
+        """Keywords of :meth:`sample` for the pictures ``gmkit train`` draws: fast DDIM unless ``picture_sampler=ddpm``."""
+        if self.config.picture_sampler == "ddpm":
+            return {"sampler": "ddpm"}
+        return {"sampler": "ddim", "steps": self.config.sample_steps}
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
         out = super().evaluate(data, batch_size)
