@@ -141,7 +141,10 @@ class StandardNormal(Prior):
     def log_prob(self, z: Tensor) -> Tensor:
         return _sum_event(-0.5 * (z.square() + LOG_2PI), len(self.shape))
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """``(n, *shape)`` standard normal draws from ``generator``; the prior takes no ``condition``."""
+        if condition is not None:
+            raise ValueError("standard_normal is an unconditional prior")
         anchor = self._device_anchor
         return torch.randn((n, *self.shape), generator=generator, device=anchor.device, dtype=anchor.dtype)
 

@@ -73,7 +73,7 @@ def test_standard_normal_prior_log_prob_and_samples():
     z = torch.randn(5, 3, dtype=torch.float64)
     ref = scipy_stats.multivariate_normal(np.zeros(3), np.eye(3)).logpdf(z.numpy())
     assert np.allclose(prior.log_prob(z).numpy(), ref)
-    assert prior.sample(4, torch.Generator().manual_seed(0)).shape == (4, 3)
+    assert prior.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 3)
     assert float(kl_normal(Normal(z, torch.ones_like(z)), prior.as_normal(z))[0]) == pytest.approx(0.5 * float((z[0] ** 2).sum()))
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from gmkit_vae.bounds import elbo, kl_divergence
 from gmkit_vae.networks import GaussianEncoder, ObservationDecoder
-from gmkit_vae.observations import make_observation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gmkit_core.distributions import Normal, StandardNormal
+from gmkit_core.heads import make_head
 from gmkit_core.interfaces import Prior
 
 pytestmark = pytest.mark.usefixtures("float64_default")
@@ -29,7 +29,8 @@ class NormalPrior(Prior):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return Normal(self.loc, self.scale, event_dims=1).log_prob(z)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, condition: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         return Normal(self.loc.expand(n, -1), self.scale.expand(n, -1)).sample(generator)
 
 
@@ -91,7 +92,7 @@ def test_gradients_reach_the_encoder_through_the_sample() -> None:
     torch.manual_seed(0)
     spec = DataSpec("toy", "image", (1, 4, 4), levels=17)
     enc = GaussianEncoder(spec, 3, hidden=(16,)).double()
-    dec = ObservationDecoder(spec, 3, make_observation(spec), hidden=(16,)).double()
+    dec = ObservationDecoder(spec, 3, make_head("auto", spec.levels, event_dims=3), hidden=(16,)).double()
     x = torch.randint(0, 17, (8, 1, 4, 4))
     terms = elbo(x, enc, dec, StandardNormal(3).double(), generator=torch.Generator().manual_seed(1))
     terms.reconstruction.sum().backward()

@@ -24,11 +24,13 @@ import torch
 from attrs import validators as v
 from torch import Tensor, nn
 
+from gmkit_core.config import option
 from gmkit_core.distributions import Normal
+from gmkit_core.heads import Head
 from gmkit_core.interfaces import Decoder, Encoder, Prior
 from gmkit_core.registry import registry
 
-from .model import VAE, VAEConfig, _help
+from .model import VAE, VAEConfig
 from .networks import GaussianEncoder, ObservationDecoder, mlp
 
 __all__ = ["HVAE", "HVAEConfig", "GaussianLink", "MarkovPosterior", "MarkovPrior"]
@@ -113,9 +115,11 @@ class MarkovPrior(Prior):
             layers.insert(0, link(layers[0]).sample(generator))
         return torch.cat(layers, dim=-1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        if condition is not None:
+            raise ValueError("the Markov prior is unconditional")
         with torch.no_grad():
-            return self.descend(self.top.sample(n, generator), generator)
+            return self.descend(self.top.sample(n, generator=generator), generator)
 
 
 class FirstLayerDecoder(Decoder):
@@ -133,9 +137,8 @@ class FirstLayerDecoder(Decoder):
 class HVAEConfig(VAEConfig):
     """``vae`` options (``latent_dim`` is the size of each layer, ``prior`` is p(z_L)) plus the depth."""
 
-    layers: int = attrs.field(default=2, validator=v.ge(2), metadata=_help("number L of latent layers"))
-    link_hidden: int = attrs.field(default=128, validator=v.gt(0), metadata=_help(
-        "hidden width of the MLPs of p(z_{t-1}|z_t) and q(z_t|z_{t-1})"))
+    layers: int = option(2, "number L of latent layers", v.ge(2))
+    link_hidden: int = option(128, "hidden width of the MLPs of p(z_{t-1}|z_t) and q(z_t|z_{t-1})", v.gt(0))
 
 
 class HVAE(VAE):
@@ -143,7 +146,7 @@ class HVAE(VAE):
 
     Config = HVAEConfig
 
-    def build(self, observation: Any, options: dict[str, Any]) -> None:
+    def build(self, observation: Head, options: dict[str, Any]) -> None:
         c, d = self.config, self.config.latent_dim
 
         def links() -> nn.ModuleList:

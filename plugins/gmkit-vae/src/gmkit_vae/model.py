@@ -21,7 +21,6 @@ Bowman et al. (2016, arXiv:1511.06349) and Sønderby et al. (2016, arXiv:1602.02
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -30,14 +29,15 @@ import torch
 from attrs import validators as v
 from torch import Tensor, nn
 
+from gmkit_core.config import option
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.errors import DataError
-from gmkit_core.interfaces import GenerativeModel, Prior
+from gmkit_core.heads import HEADS, Head, make_head
+from gmkit_core.interfaces import GenerativeModel, Prior, bits_per_dim
 from gmkit_core.registry import registry
 
 from .bounds import ELBO, elbo, iwae
 from .networks import ACTIVATIONS, NETWORKS, GaussianEncoder, ObservationDecoder, choose_network
-from .observations import OBSERVATIONS, make_observation
 
 __all__ = ["VAE", "VAEConfig", "BetaVAE", "BetaVAEConfig", "CVAE", "IWAE", "IWAEConfig"]
 
@@ -45,40 +45,29 @@ __all__ = ["VAE", "VAEConfig", "BetaVAE", "BetaVAEConfig", "CVAE", "IWAE", "IWAE
 EVAL_SEED = 0
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
-_positive = v.gt(0)
-
-
 @attrs.frozen
 class VAEConfig:
     """Options shared by every VAE variant."""
 
-    latent_dim: int = attrs.field(default=16, validator=_positive, metadata=_help("size D of the latent z"))
-    network: str = attrs.field(default="auto", validator=v.in_(NETWORKS), metadata=_help(
-        "encoder/decoder: mlp, conv (images with sides multiple of 4), auto = conv for images >= 16x16 else mlp"))
-    hidden: tuple[int, ...] = attrs.field(default=(512,), converter=tuple, metadata=_help(
-        "widths of the fully connected hidden layers of the encoder (the decoder mirrors them)"))
-    channels: int = attrs.field(default=32, validator=_positive, metadata=_help(
-        "channels of the first conv layer (conv network only)"))
-    activation: str = attrs.field(default="elu", validator=v.in_(tuple(ACTIVATIONS)), metadata=_help(
-        "hidden-layer nonlinearity"))
-    dropout: float = attrs.field(default=0.3, validator=[v.ge(0.0), v.lt(1.0)], metadata=_help(
-        "dropout after each fully connected hidden layer (regularises small data sets)"))
-    output: str = attrs.field(default="auto", validator=v.in_(OBSERVATIONS), metadata=_help(
-        "p(x|z): auto = bernoulli (2 levels), logistic_mixture (more levels), gaussian (vectors)"))
-    mixtures: int = attrs.field(default=5, validator=_positive, metadata=_help(
-        "components K of the discretised logistic mixture"))
-    prior: str = attrs.field(default="standard_normal", metadata=_help(
-        "registered prior p(z) by name (standard_normal: closed-form KL; others: Monte Carlo KL)"))
-    warmup_steps: int = attrs.field(default=2000, validator=v.ge(0), metadata=_help(
-        "steps of linear KL warm-up from 0 to full weight (0: none)"))
-    iwae_k: int = attrs.field(default=1000, validator=_positive, metadata=_help(
-        "importance samples k of the IWAE bound reported by evaluate"))
-    iwae_chunk: int = attrs.field(default=100, validator=_positive, metadata=_help(
-        "importance samples drawn at a time per example when evaluating (bounds memory)"))
+    latent_dim: int = option(16, "size D of the latent z", v.gt(0))
+    network: str = option("auto", "encoder/decoder: mlp, conv (images with sides multiple of 4), auto = conv for "
+                          "images >= 16x16 else mlp", v.in_(NETWORKS))
+    hidden: tuple[int, ...] = option((512,), "widths of the fully connected hidden layers of the encoder (the "
+                                     "decoder mirrors them)", converter=tuple)
+    channels: int = option(32, "channels of the first conv layer (conv network only)", v.gt(0))
+    activation: str = option("elu", "hidden-layer nonlinearity", v.in_(tuple(ACTIVATIONS)))
+    dropout: float = option(0.3, "dropout after each fully connected hidden layer (regularises small data sets)",
+                            [v.ge(0.0), v.lt(1.0)])
+    output: str = option("auto", "p(x|z), a core observation head: auto = bernoulli (2 levels), logistic_mixture "
+                         "(more levels), gaussian (vectors); or categorical, logistic, discretized_gaussian",
+                         v.in_(HEADS))
+    mixtures: int = option(5, "components K of the discretised logistic mixture", v.gt(0))
+    prior: str = option("standard_normal", "registered prior p(z) by name (standard_normal: closed-form KL; "
+                        "others: Monte Carlo KL)")
+    warmup_steps: int = option(2000, "steps of linear KL warm-up from 0 to full weight (0: none)", v.ge(0))
+    iwae_k: int = option(1000, "importance samples k of the IWAE bound reported by evaluate", v.gt(0))
+    iwae_chunk: int = option(100, "importance samples drawn at a time per example when evaluating (bounds memory)",
+                             v.gt(0))
 
     def __attrs_post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -90,7 +79,7 @@ class VAE(GenerativeModel):
 
     Config: ClassVar[type] = VAEConfig
     likelihood: ClassVar[str] = "bound"
-    conditional: ClassVar[bool] = False
+    conditional = False
     train_defaults: ClassVar[dict[str, Any]] = {
         "steps": 6000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
         "schedule": "cosine", "warmup": 0, "grad_clip": 0.0, "ema": 0.0, "eval_every": 250, "patience": 0,
@@ -106,10 +95,12 @@ class VAE(GenerativeModel):
         options = {"network": choose_network(data, config.network), "hidden": config.hidden,
                    "channels": config.channels, "activation": config.activation, "dropout": config.dropout,
                    "classes": classes}
-        self.build(make_observation(data, config.output, config.mixtures), options)
+        head = make_head(config.output, data.levels if data.is_image else None, config.mixtures,
+                         event_dims=len(data.shape))
+        self.build(head, options)
 
     # -- the pieces (variants override these) --------------------------------------------
-    def build(self, observation: Any, options: dict[str, Any]) -> None:
+    def build(self, observation: Head, options: dict[str, Any]) -> None:
         """Create ``self.encoder``, ``self.decoder`` and ``self.prior``."""
         d = self.config.latent_dim
         self.encoder = GaussianEncoder(self.data, d, **options)
@@ -170,22 +161,24 @@ class VAE(GenerativeModel):
         return total / max(len(data), 1)
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
-        """``nll_nats`` (``-ELBO``), ``kl_nats``, ``iwae_nll_nats`` (``-IWAE_k``, ``k = iwae_k``) and bits/dim for images."""
-        sums = {"nll_nats": 0.0, "kl_nats": 0.0, "iwae_nll_nats": 0.0}
-        with self._evaluating() as (device, generator):
+        """The core's figures (``nll_nats`` = ``-ELBO``; for ``cvae`` the marginal over labels and the
+        conditional one) under fixed noise, plus ``kl_nats`` and ``iwae_nll_nats`` (``-IWAE_k``, ``k = iwae_k``).
+
+        For a conditional model the IWAE figure is given the labels: ``conditional_iwae_nll_nats``.
+        """
+        with self._evaluating() as (device, generator), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)  # the core's passes draw from the global generator
+            out = super().evaluate(data, batch_size)
+            kl = iw = 0.0
             for b in data.batches(batch_size):
                 b = b.to(device)
-                terms = self.bound(b, generator)
-                sums["nll_nats"] -= float(terms.elbo.double().sum())
-                sums["kl_nats"] += float(terms.kl.double().sum())
-                sums["iwae_nll_nats"] += float(self.iwae_nll(b, generator=generator).double().sum())
+                kl += float(self.bound(b, generator).kl.double().sum())
+                iw += float(self.iwae_nll(b, generator=generator).double().sum())
         n = max(len(data), 1)
-        out: dict[str, Any] = {"n": len(data), "exact": False, **{k: s / n for k, s in sums.items()},
-                               "iwae_k": self.config.iwae_k}
-        if data.spec.is_image:
-            scale = data.spec.dims * math.log(2)
-            out["bits_per_dim"] = out["nll_nats"] / scale
-            out["iwae_bits_per_dim"] = out["iwae_nll_nats"] / scale
+        key = "conditional_iwae_nll_nats" if out.get("conditional") else "iwae_nll_nats"
+        out.update({"kl_nats": kl / n, key: iw / n, "iwae_k": self.config.iwae_k})
+        if data.spec.kind != "vector":
+            out[key.replace("nll_nats", "bits_per_dim")] = bits_per_dim(out[key], data.spec.dims)
         return out
 
     # -- latent-variable protocol ----------------------------------------------------------
@@ -208,7 +201,7 @@ class VAE(GenerativeModel):
             return self.decoder(z, condition).sample(generator)
 
     @torch.no_grad()
-    def sample(self, n: int, condition: Tensor | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None,
                generator: torch.Generator | None = None) -> Tensor:
         """``z ~ p(z)``, ``x ~ p(x|z)``: ``(n, *shape)`` (int64 levels for images).
 
@@ -220,7 +213,7 @@ class VAE(GenerativeModel):
                                           device=generator.device if generator is not None else device)
             if condition is not None:
                 condition = condition.to(device)
-            return self.decode(self.latent_prior.sample(n, generator), condition, generator)
+            return self.decode(self.latent_prior.sample(n, generator=generator), condition, generator)
 
     @contextlib.contextmanager
     def _evaluating(self) -> Iterator[tuple[torch.device, torch.Generator]]:
@@ -239,8 +232,8 @@ class VAE(GenerativeModel):
 class BetaVAEConfig(VAEConfig):
     """``vae`` options plus the KL weight ``beta``."""
 
-    beta: float = attrs.field(default=4.0, validator=v.ge(0.0), metadata=_help(
-        "weight beta on the KL term in training (after warm-up); beta > 1 favours disentangled latents"))
+    beta: float = option(4.0, "weight beta on the KL term in training (after warm-up); beta > 1 favours "
+                         "disentangled latents", v.ge(0.0))
 
 
 class BetaVAE(VAE):
@@ -268,8 +261,7 @@ class CVAE(VAE):
 class IWAEConfig(VAEConfig):
     """``vae`` options plus the number of importance samples used in training."""
 
-    k: int = attrs.field(default=5, validator=_positive, metadata=_help(
-        "importance samples k of the IWAE-k bound trained on"))
+    k: int = option(5, "importance samples k of the IWAE-k bound trained on", v.gt(0))
 
 
 class IWAE(VAE):

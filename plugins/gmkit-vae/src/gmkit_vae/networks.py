@@ -3,8 +3,8 @@ r"""Encoder and decoder networks: MLP or convolutional, chosen from the data sha
 - :class:`GaussianEncoder`: :math:`q_\phi(z \mid x, y) = \mathcal N(\mu_\phi, \mathrm{diag}\,\sigma^2_\phi)`,
   the network predicting :math:`\mu` and :math:`\log\sigma^2`; ``x`` ``(B, *shape)`` -> a
   :class:`~gmkit_core.distributions.Normal` with ``loc`` ``(B, D)``.
-- :class:`ObservationDecoder`: :math:`p_\theta(x \mid z, y)`; ``z`` ``(B, D)`` -> an
-  :class:`~gmkit_vae.observations.Observation` distribution over ``(B, *shape)``.
+- :class:`ObservationDecoder`: :math:`p_\theta(x \mid z, y)`; ``z`` ``(B, D)`` -> raw parameters
+  ``(B, *shape, P)`` -> a core observation head (:mod:`gmkit_core.heads`) -> a distribution over ``(B, *shape)``.
 
 Both read an optional label ``y`` ``(B,)`` as a one-hot vector concatenated to the
 fully connected input (conditional VAE, Sohn et al. 2015). Images enter the encoder
@@ -24,9 +24,8 @@ from torch import Tensor, nn
 from gmkit_core.data import DataSpec
 from gmkit_core.distributions import Normal, to_unit_interval
 from gmkit_core.errors import ConfigError
+from gmkit_core.heads import Head
 from gmkit_core.interfaces import Decoder, Encoder
-
-from .observations import Observation
 
 __all__ = ["ACTIVATIONS", "NETWORKS", "GaussianEncoder", "ObservationDecoder", "choose_network", "mlp"]
 
@@ -129,7 +128,7 @@ class GaussianEncoder(Encoder):
 class ObservationDecoder(Decoder):
     r""":math:`z, y \mapsto p(x \mid z, y)`: ``z`` ``(B, D)`` -> raw parameters ``(B, *shape, P)`` -> distribution."""
 
-    def __init__(self, spec: DataSpec, latent_dim: int, observation: Observation, *, network: str = "mlp",
+    def __init__(self, spec: DataSpec, latent_dim: int, observation: Head, *, network: str = "mlp",
                  hidden: tuple[int, ...] = (256,), channels: int = 32, activation: str = "elu",
                  dropout: float = 0.0, classes: int = 0):
         super().__init__()
