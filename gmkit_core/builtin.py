@@ -51,5 +51,10 @@ def gmkit_register_components(register):  # type: ignore[no-untyped-def]
              description="digits (1x8x8, 17 levels): shipped conv classifier, 64-d penultimate features, logits")
     register("feature", "inception", "gmkit_core.features.inception:InceptionFeatures",
              description="inception:PATH, FID Inception-v3 pool features (2048-d) from a local weights file")
+    for name, cls, text in (("euler", "Euler", "Euler on the probability-flow ODE (DDIM, eta=0)"),
+                            ("heun", "Heun", "Heun, second order (Karras et al. 2022)"),
+                            ("dpmpp_2m", "DPMSolverPP2M", "DPM-Solver++(2M), multistep in log-SNR")):
+        register("sampler", name, f"gmkit_core.solvers:{cls}",
+                 description=f"{text}, any model with path()/denoise(); nfe=20, guidance=")
     register("trainer", "default", "gmkit_core.training.trainer:DefaultTrainer",
              description="one loop for every family: EMA, best-on-validation, checkpoints, resume, DDP")
