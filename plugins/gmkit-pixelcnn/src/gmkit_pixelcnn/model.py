@@ -108,3 +108,5 @@ class ConditionalPixelCNN(PixelCNN):
     """Class-conditional PixelCNN :math:`p(x \\mid y)`: a learned per-class bias in every layer."""
 
     conditional = True
+    #: the last gated layer's vertical output feeds nothing, so its class bias gets no gradient (DDP must allow that)
+    ddp_find_unused_parameters: ClassVar[bool] = True

@@ -116,6 +116,8 @@ class VQVAE(GenerativeModel):
     Config = VQVAEConfig
     likelihood: ClassVar[str] = "bound"
     conditional: ClassVar[bool] = False
+    #: stage 1 trains encoder, codebook and decoder; ``prior_model``'s parameters get no gradient until ``finish``
+    ddp_find_unused_parameters: ClassVar[bool] = True
     train_defaults: ClassVar[dict[str, Any]] = {
         "steps": 1000, "batch_size": 128, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
         "warmup": 100, "grad_clip": 1.0, "ema": 0.0, "eval_every": 250,
