@@ -20,15 +20,18 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "plugins.md"
+#: pip without the network: no index, the environment's setuptools as build backend, no dependencies resolved.
+PIP_OFFLINE = ("install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index")
 FENCE = re.compile(r"^```[\w-]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
-pytestmark = pytest.mark.slow  # builds a distribution and trains in subprocesses: about 15 s of CPU time
+pytestmark = pytest.mark.slow  # builds a distribution and trains in subprocesses: about 20 s of CPU time
 
 
 def blocks() -> list[str]:
@@ -62,9 +65,15 @@ def gmkit_executable() -> list[str]:
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, (f"{shlex.join(args)} exited {done.returncode}\n"
-                                  f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}")
+    assert done.returncode == 0, (
+        f"{shlex.join(args)} exited {done.returncode}\nstdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
+    )
     return done
+
+
+def gmkit_json(args: list[str], cwd: Path, env: dict[str, str]) -> Any:
+    """``gmkit ARGS --json``, its one JSON document parsed."""
+    return json.loads(run([*gmkit_executable(), *args, "--json"], cwd, env).stdout)
 
 
 def gaussian_nll_bounds(source: str) -> tuple[float, float]:
@@ -98,15 +107,21 @@ def test_tutorial_runs_as_written(tmp_path: Path) -> None:
         target.write_text(text, encoding="utf-8")
     site = tmp_path / "site"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
-               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+    )
     dist = module = model = data = ""  # filled in by the commands, in the page's order
     for command in tutorial_commands():
         program, args = command[0], command[1:]
         if program == "pip":
             assert args[:2] == ["install", "-e"] and (tmp_path / args[2] / "pyproject.toml").exists(), command
-            run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                 "--no-index", "--target", str(site), str(tmp_path / args[2])], tmp_path, env)
+            run(
+                [sys.executable, "-m", "pip", *PIP_OFFLINE, "--target", str(site), str(tmp_path / args[2])],
+                tmp_path,
+                env,
+            )
             points = [p.read_text() for p in site.glob("*.dist-info/entry_points.txt")]
             assert len(points) == 1 and "[gmkit.plugins]" in points[0], points
             dist, _, module = points[0].split("[gmkit.plugins]")[1].strip().splitlines()[0].partition(" = ")
@@ -117,24 +132,24 @@ def test_tutorial_runs_as_written(tmp_path: Path) -> None:
             assert passed and int(passed.group(1)) >= tests, done.stdout[-2000:]
             assert not re.search(r"\d+ (failed|error)", done.stdout), done.stdout[-2000:]
         elif program == "gmkit" and args[0] == "plugins":
-            listed = {p["name"]: p for p in json.loads(run(gmkit_executable() + args + ["--json"], tmp_path, env).stdout)}
+            listed = {p["name"]: p for p in gmkit_json(args, tmp_path, env)}
             ours = listed[dist]
             assert ours["error"] is None and ours["api"] == 2 and ours["module"] == module, ours
             assert ours["conflicts"] == [] and len(ours["registers"]) >= 1, ours
             model = next(r.removeprefix("model:") for r in ours["registers"] if r.startswith("model:"))
         elif program == "gmkit" and args[0] == "models":
-            listed = {m["name"]: m for m in json.loads(run(gmkit_executable() + args + ["--json"], tmp_path, env).stdout)}
+            listed = {m["name"]: m for m in gmkit_json(args, tmp_path, env)}
             ours = listed[model]
             assert ours["plugin"] == dist and "error" not in ours, ours
             assert ours["likelihood"] == "exact" and ours["conditional"] is False, ours
         elif program == "gmkit" and args[0] == "train":
             assert args[1] == model, f"the tutorial trains '{args[1]}' but its plugin registers '{model}'"
-            run(gmkit_executable() + args + ["--quiet", "--no-pictures", "--set", "train.threads=1"], tmp_path, env)
+            run([*gmkit_executable(), *args, "--quiet", "--no-pictures", "--set", "train.threads=1"], tmp_path, env)
             out = tmp_path / args[args.index("--out") + 1]
             data = args[args.index("--data") + 1]
             assert out.exists()
         elif program == "gmkit" and args[0] == "eval":
-            result = json.loads(run(gmkit_executable() + args + ["--json"], tmp_path, env).stdout)
+            result = gmkit_json(args, tmp_path, env)
             assert (result["model"], result["dataset"], result["split"]) == (model, data, "test"), result
             assert result["likelihood"] == "exact" and result["exact"] is True, result
             best, standard = gaussian_nll_bounds(data)
