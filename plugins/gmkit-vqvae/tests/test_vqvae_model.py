@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 from gmkit_vqvae.code_prior import UniformCodes
-from gmkit_vqvae.likelihoods import LIKELIHOODS, DecodedImage, Likelihood
+from gmkit_vqvae.likelihoods import DECODERS, DecodedImage
 
 import gmkit_core as gm
 from gmkit_core.data import Batch, DataSpec, load
 from gmkit_core.distributions import to_unit_interval
 from gmkit_core.errors import ConfigError, DataError, NotRegisteredError
+from gmkit_core.heads import make_head
+from gmkit_core.interfaces import likelihood_of
 from gmkit_core.testing import check_model
 
 SMALL = dict(hidden=16, res_blocks=1, codebook_size=8, code_dim=4, downsample=2, prior="uniform")
@@ -97,7 +99,8 @@ def test_evaluate_counts_codes_over_the_whole_split(digits):
 
 def test_squared_error_decoder_reports_no_bound(digits):
     model = _model(decoder="mse").eval()
-    assert model.likelihood == "none"
+    assert type(model).likelihood_kind(model.data, model.config) == "none" and likelihood_of(model) == "none"
+    assert "likelihood" not in model.__dict__  # declared by the class, not set on the instance
     metrics = model.evaluate(load("digits", "validation"))
     assert not {"nll_nats", "bits_per_dim", "recon_nats", "code_nats"} & set(metrics)
     assert "no likelihood bound" in metrics["note"]
@@ -108,13 +111,15 @@ def test_squared_error_decoder_reports_no_bound(digits):
     assert torch.allclose(out["loss"], out["recon"] + 0.25 * out["commitment"])
 
 
-@pytest.mark.parametrize("kind", [k for k in LIKELIHOODS if k != "mse"])
+@pytest.mark.parametrize("kind", [k for k in DECODERS if k != "mse"])
 def test_decoder_likelihoods_are_normalised_and_mode_is_the_argmax(kind):
+    """Parameters (B, C P, H, W), channel c's P contiguous, read by the core head of that name."""
     torch.manual_seed(0)
-    head = Likelihood(kind, channels=2, levels=5, mixtures=3)
-    params = torch.randn(3, head.param_channels, 2, 2, dtype=torch.float64)
-    decoded = DecodedImage(head, params)
-    per_pixel = head.distribution(params, event_dims=0)
+    head = make_head(kind, 5, mixtures=3)
+    params = torch.randn(3, 2 * head.params, 2, 2, dtype=torch.float64)
+    decoded = DecodedImage(head, params, levels=5)
+    by_channel = params.reshape(3, 2, head.params, 2, 2).permute(0, 1, 3, 4, 2)  # (B, C, H, W, P) by hand
+    per_pixel = head.build(by_channel, 0)
     levels = torch.stack([per_pixel.log_prob(torch.full((3, 2, 2, 2), k)) for k in range(5)], -1)  # (3, 2, 2, 2, 5)
     assert torch.allclose(levels.logsumexp(-1), torch.zeros_like(levels[..., 0]), atol=1e-9)
     assert torch.equal(decoded.mode(), levels.argmax(-1))

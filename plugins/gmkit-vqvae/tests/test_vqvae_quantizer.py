@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from gmkit_vqvae.quantizer import VectorQuantizer, code_statistics, ema_update, nearest_code
+from gmkit_vqvae.quantizer import VectorQuantizer, batch_statistics, code_statistics, ema_update, nearest_code
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,7 +91,9 @@ def test_ema_update_hand_computed(eps: float, e0: float, e1: float) -> None:
     # codes e = (0, 2), N = (1, 1), m = (0, 2); batch z = 0.5 -> code 0, 1.5 and 3.0 -> code 1; gamma = 3/4
     counts, sums = torch.tensor([1.0, 1.0]), torch.tensor([[0.0], [2.0]])
     z, codes = torch.tensor([[0.5], [1.5], [3.0]]), torch.tensor([0, 1, 1])
-    N, m, e = ema_update(counts, sums, z, codes, decay=0.75, eps=eps)
+    n, s = batch_statistics(z, codes, 2)
+    assert torch.equal(n, torch.tensor([1.0, 2.0])) and torch.allclose(s, torch.tensor([[0.5], [4.5]]))
+    N, m, e = ema_update(counts, sums, n, s, decay=0.75, eps=eps)
     assert torch.allclose(N, torch.tensor([1.0, 1.25]))  # 0.75*(1, 1) + 0.25*(1, 2)
     assert torch.allclose(m, torch.tensor([[0.125], [2.625]]))  # 0.75*(0, 2) + 0.25*(0.5, 4.5)
     assert torch.allclose(e, torch.tensor([[e0], [e1]]))

@@ -43,7 +43,7 @@ class IndependentCodes(GenerativeModel):
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         return {"loss": self.nll(batch).mean()}
 
-    def sample(self, n: int, condition: Any = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, condition: Any = None, generator: torch.Generator | None = None) -> torch.Tensor:
         return sample_categorical(self.logits.expand(n, *self.logits.shape), generator)
 
 
@@ -51,12 +51,12 @@ class IndependentCodes(GenerativeModel):
 def prior_registry(monkeypatch):
     """A registry holding the core plugin and one holding the stand-in prior ``independent``."""
     plugin = types.ModuleType("vqvae_test_prior_plugin")
-    plugin.GMKIT_API = 1
+    plugin.GMKIT_API = 2
     plugin.IndependentCodes = IndependentCodes
 
     @gm.hookimpl
     def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-        register("independent", "vqvae_test_prior_plugin:IndependentCodes", likelihood="exact")
+        register("independent", "vqvae_test_prior_plugin:IndependentCodes")
 
     plugin.gmkit_register_models = gmkit_register_models
     monkeypatch.setitem(sys.modules, plugin.__name__, plugin)
@@ -136,10 +136,14 @@ def test_uniform_prior_has_no_stage_two(splits):
     assert model.prior_model is None and int(model.prior_fitted) == 0
 
 
-def test_prior_without_likelihood_is_refused(prior_registry, monkeypatch, splits):
-    entry = prior_registry.entry("model", "independent")
-    monkeypatch.setitem(prior_registry._entries, ("model", "independent"), attrs.evolve(entry, likelihood="none"))
+def test_prior_without_likelihood_or_with_labels_is_refused(prior_registry, monkeypatch, splits):
+    """The check reads the prior's class declarations (likelihood_kind, conditional), not the registration."""
+    monkeypatch.setattr(IndependentCodes, "likelihood", "none")
     with pytest.raises(gm.ConfigError, match="likelihood"):
+        gm.registry.get("model", "vqvae", data=splits["train"].spec, prior="independent", **SMALL)
+    monkeypatch.setattr(IndependentCodes, "likelihood", "exact")
+    monkeypatch.setattr(IndependentCodes, "conditional", True)
+    with pytest.raises(gm.ConfigError, match="unconditional"):
         gm.registry.get("model", "vqvae", data=splits["train"].spec, prior="independent", **SMALL)
 
 

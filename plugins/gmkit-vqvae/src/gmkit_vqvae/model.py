@@ -3,7 +3,7 @@ r"""The VQ-VAE: a discrete autoencoder and a prior over its code maps.
 For an image ``x`` ``(B, C, H, W)`` with ``L`` levels, the encoder gives
 :math:`z_e(x)` ``(B, h, w, D)`` (``h = H/s``, ``w = W/s``), the quantiser the code
 map :math:`k(x)` ``(B, h, w)`` and :math:`z_q = e_{k}` (:mod:`~gmkit_vqvae.quantizer`),
-the decoder :math:`p(x \mid z_q)` (:mod:`~gmkit_vqvae.likelihoods`). Stage 1
+the decoder :math:`p(x \mid z_q)` (a core observation head, :mod:`~gmkit_vqvae.likelihoods`). Stage 1
 minimises, per example,
 
 .. math::
@@ -22,7 +22,8 @@ minimises, per example,
 in nats on the stored levels; :math:`-\log p(k) = hw\log K` under the uniform
 prior, the learned prior's exact NLL once fitted. This is the deterministic-encoder
 ELBO (its KL term is :math:`-\log p(k(x))`). The squared-error decoder is not a
-normalised likelihood, so that model reports no bound.
+normalised likelihood, so that model reports no bound (:meth:`VQVAE.likelihood_kind` is
+``"none"`` for ``decoder=mse``).
 
 Reference: van den Oord, Vinyals & Kavukcuoglu, Neural Discrete Representation
 Learning (2017, arXiv:1711.00937).
@@ -38,15 +39,16 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
-from gmkit_core.config import parse_assignments, parse_literal
+from gmkit_core.config import option, parse_assignments, parse_literal
 from gmkit_core.data import Batch, Dataset, DataSpec
-from gmkit_core.distributions import bits_per_dim, to_unit_interval
+from gmkit_core.distributions import to_unit_interval
 from gmkit_core.errors import ConfigError, DataError, NotRegisteredError
-from gmkit_core.interfaces import GenerativeModel
+from gmkit_core.heads import make_head
+from gmkit_core.interfaces import GenerativeModel, likelihood_of
 from gmkit_core.registry import registry
 
 from .code_prior import UniformCodes, code_dataset, code_spec
-from .likelihoods import LIKELIHOODS, DecodedImage, Likelihood
+from .likelihoods import DECODERS, DecodedImage
 from .networks import ConvDecoder, ConvEncoder
 from .quantizer import Quantized, VectorQuantizer, code_statistics, nearest_code
 
@@ -56,50 +58,43 @@ NO_BOUND_NOTE = ("no likelihood bound: the squared-error decoder is not a distri
                  "use decoder=logistic_mixture, logistic or categorical for nll and bits/dim")
 
 
-def _positive(_: Any, attribute: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"'{attribute.name}' must be positive, got {value}")
-
-
 def _assignments(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
     for item in value:
         if "=" not in item:
             raise ValueError(f"'{attribute.name}' takes key=value items, got '{item}'")
 
 
-def _field(default: Any, help: str, *checks: Any) -> Any:
-    return attrs.field(default=default, validator=list(checks), metadata={"help": help})
+_int, _positive = v.instance_of(int), v.gt(0)
 
 
 @attrs.frozen
 class VQVAEConfig:
     """Options of the ``vqvae`` model (``--set key=value``)."""
 
-    codebook_size: int = _field(64, "K, the number of codes", v.instance_of(int), _positive)
-    code_dim: int = _field(16, "D, the dimension of each code vector", v.instance_of(int), _positive)
-    downsample: int = _field(4, "s: the code map is (H/s, W/s)", v.in_((1, 2, 4, 8)))
-    hidden: int = _field(32, "channels of the encoder and decoder", v.instance_of(int), _positive)
-    res_blocks: int = _field(1, "residual blocks in the encoder and in the decoder", v.instance_of(int), v.ge(0))
-    decoder: str = _field("logistic_mixture", "p(x|z_q): logistic_mixture, logistic, categorical (bounds) or mse",
-                          v.in_(LIKELIHOODS))
-    mixtures: int = _field(5, "M, components of the logistic_mixture decoder", v.instance_of(int), _positive)
-    beta: float = _field(0.25, "beta, weight of the commitment loss", v.instance_of(float), v.ge(0.0))
-    codebook_update: str = _field("ema", "ema (moving averages, no codebook loss) or loss (gradient on the codebook loss)",
-                                  v.in_(("ema", "loss")))
-    ema_decay: float = _field(0.99, "gamma of the EMA codebook", v.instance_of(float), v.ge(0.0), v.lt(1.0))
-    ema_eps: float = _field(1e-5, "epsilon, Laplace smoothing of the EMA counts", v.instance_of(float), _positive)
-    dead_code_window: int = _field(50, "re-seed codes unused for this many training batches from encoder outputs (0: never)",
-                                   v.instance_of(int), v.ge(0))
-    prior: str = _field("pixelcnn", "prior over code maps fitted as stage 2: a registered image model (pixelcnn) or uniform",
-                        v.instance_of(str), v.min_len(1))
-    prior_options: tuple[str, ...] = _field((), "key=value options of the prior model, e.g. prior_options=layers=4,hidden=32",
-                                            v.instance_of(tuple), _assignments)
-    prior_train: tuple[str, ...] = _field(("steps=1000", "lr=2e-3", "eval_every=50"), "key=value trainer settings for stage 2 over the prior's own defaults, e.g. prior_train=steps=2000,lr=1e-3",
-                                          v.instance_of(tuple), _assignments)
-    decode: str = _field("sample", "how samples leave the decoder: sample from p(x|z_q) or take its mode",
+    codebook_size: int = option(64, "K, the number of codes", [_int, _positive])
+    code_dim: int = option(16, "D, the dimension of each code vector", [_int, _positive])
+    downsample: int = option(4, "s: the code map is (H/s, W/s)", v.in_((1, 2, 4, 8)))
+    hidden: int = option(32, "channels of the encoder and decoder", [_int, _positive])
+    res_blocks: int = option(1, "residual blocks in the encoder and in the decoder", [_int, v.ge(0)])
+    decoder: str = option("logistic_mixture", "p(x|z_q): a core observation head (logistic_mixture, logistic, "
+                          "categorical: bounds) or mse (squared error, no bound)", v.in_(DECODERS))
+    mixtures: int = option(5, "M, components of the logistic_mixture decoder", [_int, _positive])
+    beta: float = option(0.25, "beta, weight of the commitment loss", [v.instance_of(float), v.ge(0.0)])
+    codebook_update: str = option("ema", "ema (moving averages, no codebook loss) or loss (gradient on the "
+                                  "codebook loss)", v.in_(("ema", "loss")))
+    ema_decay: float = option(0.99, "gamma of the EMA codebook", [v.instance_of(float), v.ge(0.0), v.lt(1.0)])
+    ema_eps: float = option(1e-5, "epsilon, Laplace smoothing of the EMA counts", [v.instance_of(float), _positive])
+    dead_code_window: int = option(50, "re-seed codes unused for this many training batches from encoder outputs "
+                                   "(0: never)", [_int, v.ge(0)])
+    prior: str = option("pixelcnn", "prior over code maps fitted as stage 2: a registered image model (pixelcnn) "
+                        "or uniform", [v.instance_of(str), v.min_len(1)])
+    prior_options: tuple[str, ...] = option((), "key=value options of the prior model, e.g. "
+                                            "prior_options=layers=4,hidden=32", [v.instance_of(tuple), _assignments])
+    prior_train: tuple[str, ...] = option(("steps=1000", "lr=2e-3", "eval_every=50"), "key=value trainer settings "
+                                          "for stage 2 over the prior's own defaults, e.g. "
+                                          "prior_train=steps=2000,lr=1e-3", [v.instance_of(tuple), _assignments])
+    decode: str = option("sample", "how samples leave the decoder: sample from p(x|z_q) or take its mode",
                          v.in_(("sample", "mode")))
-
-
 
 
 class VQVAE(GenerativeModel):
@@ -115,7 +110,7 @@ class VQVAE(GenerativeModel):
 
     Config = VQVAEConfig
     likelihood: ClassVar[str] = "bound"
-    conditional: ClassVar[bool] = False
+    conditional = False
     #: stage 1 trains encoder, codebook and decoder; ``prior_model``'s parameters get no gradient until ``finish``
     ddp_find_unused_parameters: ClassVar[bool] = True
     train_defaults: ClassVar[dict[str, Any]] = {
@@ -132,29 +127,42 @@ class VQVAE(GenerativeModel):
         if H % s or W % s:
             raise ConfigError(f"model 'vqvae': downsample={s} does not divide the image size {H}x{W}")
         self.latent_shape = (H // s, W // s)
-        head = Likelihood(config.decoder, C, data.levels, config.mixtures)
-        if not head.normalised:
-            self.likelihood = "none"  # type: ignore[misc]  # this instance reports no bound
+        head = None if config.decoder == "mse" else make_head(config.decoder, data.levels, config.mixtures,
+                                                                 owner="decoder")
         K, D = config.codebook_size, config.code_dim
         self.encoder = ConvEncoder(C, config.hidden, D, s, config.res_blocks)
         self.quantizer = VectorQuantizer(K, D, config.codebook_update, config.ema_decay, config.ema_eps,
                                          config.dead_code_window)
-        self.decoder = ConvDecoder(D, config.hidden, head, s, config.res_blocks)
+        self.decoder = ConvDecoder(D, config.hidden, head, C, data.levels, s, config.res_blocks)
         self.uniform_prior = UniformCodes(self.latent_shape, K)
         self.prior_model = None if config.prior == "uniform" else self._build_prior()
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.int64))
 
+    @classmethod
+    def likelihood_kind(cls, data: DataSpec | None = None, config: Any = None) -> str:
+        """``"bound"``, or ``"none"`` with the squared-error decoder (``decoder=mse``), which is no distribution."""
+        if config is not None and config.decoder == "mse":
+            return "none"
+        return super().likelihood_kind(data, config)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether this model reports a likelihood bound (every decoder but ``mse``)."""
+        return likelihood_of(self) != "none"
+
     def _build_prior(self) -> GenerativeModel:
         name = self.config.prior
         try:
-            entry = registry.entry("model", name)
+            registry.entry("model", name)
         except NotRegisteredError as exc:
-            raise NotRegisteredError(f"vqvae prior: {exc}, or set prior=uniform") from None
-        if entry.likelihood == "none" or entry.conditional:
+            hint = "install the plugin gmkit-pixelcnn (pip install gmkit-pixelcnn), " if name == "pixelcnn" else ""
+            raise NotRegisteredError(f"vqvae prior: {exc}; {hint}or set prior=uniform") from None
+        spec = code_spec(self.latent_shape, self.config.codebook_size)
+        prior = registry.get("model", name, data=spec, **parse_assignments(self.config.prior_options))
+        if likelihood_of(prior) == "none" or prior.conditional:
             raise ConfigError(f"model 'vqvae': prior '{name}' must be an unconditional model with a likelihood "
                               "(e.g. pixelcnn), or uniform")
-        spec = code_spec(self.latent_shape, self.config.codebook_size)
-        return registry.get("model", name, data=spec, **parse_assignments(self.config.prior_options))
+        return prior
 
     # -- the autoencoder -------------------------------------------------------
     def _device(self) -> torch.device:
@@ -196,7 +204,7 @@ class VQVAE(GenerativeModel):
         x = batch.x
         q = self.quantize(x)
         decoded = self.decoder(q.z_q.permute(0, 3, 1, 2))
-        recon = decoded.squared_error(x) if self.likelihood == "none" else -decoded.log_prob(x)  # (B,)
+        recon = -decoded.log_prob(x) if self.bounded else decoded.squared_error(x)  # (B,)
         loss = recon + self.config.beta * q.commitment_loss
         out: dict[str, Tensor] = {}
         if self.config.codebook_update == "loss":
@@ -215,13 +223,13 @@ class VQVAE(GenerativeModel):
 
     def nll(self, batch: Batch) -> Tensor:
         """Upper bound on ``-log P(x)`` ``(B,)`` nats: reconstruction nats plus code nats."""
-        if self.likelihood == "none":
+        if not self.bounded:
             raise NotImplementedError(NO_BOUND_NOTE)
         codes = self.encode_codes(batch.x)
         return -self.decode(codes).log_prob(batch.x) + self.code_nats(codes)
 
     @torch.no_grad()
-    def sample(self, n: int, condition: Tensor | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None,
                generator: torch.Generator | None = None) -> Tensor:
         """Codes from the prior (the fitted one, else uniform), decoded: ``(n, C, H, W)`` int64."""
         if self.prior_model is not None and bool(self.prior_fitted):
@@ -233,36 +241,33 @@ class VQVAE(GenerativeModel):
 
     @torch.no_grad()
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
-        """Bound (nats, bits/dim, its two terms), ``perplexity`` and ``codebook_usage`` over the whole split.
+        """The core's bound (``nll_nats``, ``bits_per_dim``) plus its two terms ``recon_nats`` and ``code_nats``,
+        ``perplexity`` and ``codebook_usage`` over the whole split, the ``prior`` in use and ``squared_error``.
 
         ``squared_error`` is the mean per-example squared error of the decoder's
         mode (its mean for ``mse``) in ``[-1, 1]`` units. With the squared-error
-        decoder the likelihood keys are left out and ``note`` says why.
+        decoder there are no likelihood keys and ``note`` says why.
         """
+        out = super().evaluate(data, batch_size)
         device = self._device()
         counts = torch.zeros(self.config.codebook_size, dtype=torch.float64, device=device)
-        recon = code = squared = 0.0
+        code = squared = 0.0
         for b in data.batches(batch_size):
             x = b.x.to(device)
             codes = self.encode_codes(x)
             counts += torch.bincount(codes.flatten(), minlength=self.config.codebook_size).double()
-            decoded = self.decode(codes)
-            squared += float(decoded.squared_error(x).double().sum())
-            if self.likelihood != "none":
-                recon -= float(decoded.log_prob(x).double().sum())
+            squared += float(self.decode(codes).squared_error(x).double().sum())
+            if self.bounded:
                 code += float(self.code_nats(codes).double().sum())
         n = max(len(data), 1)
         perplexity, usage = code_statistics(counts)
         fitted = self.prior_model is not None and bool(self.prior_fitted)
-        out: dict[str, Any] = {"n": len(data), "exact": False, "perplexity": perplexity, "codebook_usage": usage,
-                               "prior": f"{self.config.prior} (fitted)" if fitted else "uniform",
-                               "squared_error": squared / n}
-        if self.likelihood == "none":
+        out.update(perplexity=perplexity, codebook_usage=usage, squared_error=squared / n,
+                   prior=f"{self.config.prior} (fitted)" if fitted else "uniform")
+        if self.bounded:
+            out.update(recon_nats=out["nll_nats"] - code / n, code_nats=code / n)
+        else:
             out["note"] = NO_BOUND_NOTE
-            return out
-        dims = data.spec.dims
-        out.update(nll_nats=(recon + code) / n, bits_per_dim=bits_per_dim((recon + code) / n, dims),
-                   recon_nats=recon / n, code_nats=code / n)
         return out
 
     # -- stage 2 -----------------------------------------------------------------

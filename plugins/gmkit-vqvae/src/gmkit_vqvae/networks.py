@@ -2,8 +2,8 @@ r"""Convolutional encoder and decoder of the VQ-VAE.
 
 The encoder maps images ``(B, C, H, W)`` in :math:`[-1, 1]` to
 :math:`z_e` ``(B, D, H/s, W/s)``; the decoder maps code vectors back to the
-parameters of :math:`p(x \mid z_q)` ``(B, P, H, W)``, which a
-:class:`~gmkit_vqvae.likelihoods.Likelihood` turns into a distribution. Each halves (or doubles)
+parameters of :math:`p(x \mid z_q)` ``(B, C P, H, W)``, read by a core observation head
+(:class:`~gmkit_vqvae.likelihoods.DecodedImage`). Each halves (or doubles)
 the resolution ``log2 s`` times with 4x4 stride-2 convolutions and keeps
 residual blocks :math:`h + W_2\,\mathrm{ReLU}(W_1\,\mathrm{ReLU}(h))` at the latent
 resolution, as in van den Oord et al. (2017, arXiv:1711.00937), section 4.1.
@@ -15,9 +15,10 @@ import math
 
 from torch import Tensor, nn
 
+from gmkit_core.heads import Head
 from gmkit_core.interfaces import Decoder, Encoder
 
-from .likelihoods import DecodedImage, Likelihood
+from .likelihoods import DecodedImage
 
 __all__ = ["ResidualBlock", "ConvEncoder", "ConvDecoder"]
 
@@ -62,10 +63,11 @@ class ConvEncoder(Encoder):
 class ConvDecoder(Decoder):
     r"""Code vectors ``(B, D, H/s, W/s)`` -> :math:`p(x \mid z_q)` over ``(B, C, H, W)`` (a :class:`DecodedImage`)."""
 
-    def __init__(self, code_dim: int, hidden: int, likelihood: Likelihood, downsample: int, res_blocks: int):
+    def __init__(self, code_dim: int, hidden: int, head: Head | None, channels: int, levels: int, downsample: int,
+                 res_blocks: int):
         super().__init__()
-        self.head = likelihood
-        out_channels = likelihood.param_channels
+        self.head, self.levels = head, levels
+        out_channels = channels * (head.params if head is not None else 1)  # mse: one mean per sub-pixel
         layers: list[nn.Module] = [nn.Conv2d(code_dim, hidden, 3, padding=1)]
         layers += [ResidualBlock(hidden) for _ in range(res_blocks)]
         for _ in range(_halvings(downsample)):
@@ -74,4 +76,4 @@ class ConvDecoder(Decoder):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, condition: Tensor | None = None) -> DecodedImage:
-        return DecodedImage(self.head, self.net(z))  # parameters (B, P, H, W)
+        return DecodedImage(self.head, self.net(z), self.levels)  # parameters (B, C P, H, W)

@@ -23,9 +23,14 @@ loss); after each training batch with :math:`n_i` vectors assigned to code
 :math:`m_i \leftarrow \gamma m_i + (1-\gamma) \sum_{j: k_j = i} z_{e,j}`, and
 :math:`e_i = m_i / \tilde N_i` with the Laplace-smoothed counts
 :math:`\tilde N_i = (N_i + \epsilon) / (n + K\epsilon) \cdot n`, :math:`n = \sum_i N_i`
-(:func:`ema_update`). Codes no vector chose during ``dead_code_window``
+(:func:`ema_update`). Under data-parallel training each process sees a slice of
+the global batch: the batch statistics :math:`n_i` and :math:`\sum_{j: k_j=i} z_{e,j}`
+(:func:`batch_statistics`) and the hit counts are summed over processes
+(all-reduce) before the update, so every process applies the update of the whole
+global batch, exactly as one process would. Codes no vector chose during ``dead_code_window``
 training batches are re-initialised from encoder outputs of the current batch
-(:meth:`VectorQuantizer.revive`).
+(:meth:`VectorQuantizer.revive`; under data parallelism the processes' buffers are
+then made equal again by DDP's buffer broadcast from rank 0).
 
 References: van den Oord, Vinyals & Kavukcuoglu, Neural Discrete Representation
 Learning (2017, arXiv:1711.00937), eqs. 3 and appendix A.1 (EMA); Razavi et al.,
@@ -39,9 +44,10 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["Quantized", "VectorQuantizer", "nearest_code", "ema_update", "code_statistics"]
+__all__ = ["Quantized", "VectorQuantizer", "nearest_code", "batch_statistics", "ema_update", "code_statistics"]
 
 
 class Quantized(NamedTuple):
@@ -69,23 +75,35 @@ def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
     return d2.argmin(1).reshape(z.shape[:-1])
 
 
-def ema_update(counts: Tensor, sums: Tensor, z: Tensor, codes: Tensor, decay: float,
-               eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    r"""One EMA codebook step; returns the new ``(N, m, e)``.
+def batch_statistics(z: Tensor, codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
+    r"""Per-code counts :math:`n_i` ``(K,)`` and sums :math:`\sum_{j: k_j=i} z_j` ``(K, D)`` of ``z`` ``(N_z, D)``."""
+    onehot = torch.nn.functional.one_hot(codes, codebook_size).to(z.dtype)  # (N_z, K)
+    return onehot.sum(0), onehot.t() @ z
 
-    ``counts`` :math:`N` ``(K,)``, ``sums`` :math:`m` ``(K, D)``, ``z`` ``(N_z, D)``
-    encoder outputs with their ``codes`` ``(N_z,)``; ``decay`` :math:`\gamma`,
-    ``eps`` :math:`\epsilon` (Laplace smoothing):
+
+def _sum_over_processes(*tensors: Tensor) -> None:
+    """All-reduce (sum) in place across the default process group, when one with several processes exists."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for t in tensors:
+            dist.all_reduce(t)
+
+
+def ema_update(counts: Tensor, sums: Tensor, batch_counts: Tensor, batch_sums: Tensor, decay: float,
+               eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""One EMA codebook step from a batch's :func:`batch_statistics`; returns the new ``(N, m, e)``.
+
+    ``counts`` :math:`N` ``(K,)``, ``sums`` :math:`m` ``(K, D)``; ``batch_counts`` :math:`n` ``(K,)``
+    and ``batch_sums`` :math:`s` ``(K, D)``; ``decay`` :math:`\gamma`, ``eps`` :math:`\epsilon`
+    (Laplace smoothing):
 
     .. math::
         N_i' = \gamma N_i + (1-\gamma) n_i, \quad
-        m_i' = \gamma m_i + (1-\gamma) \textstyle\sum_{j: k_j=i} z_j, \quad
+        m_i' = \gamma m_i + (1-\gamma) s_i, \quad
         e_i = m_i' \big/ \Big(\frac{N_i' + \epsilon}{n + K\epsilon}\, n\Big),\ n = \textstyle\sum_i N_i'.
     """
     K = counts.shape[0]
-    onehot = torch.nn.functional.one_hot(codes, K).to(z.dtype)  # (N_z, K)
-    counts = decay * counts + (1 - decay) * onehot.sum(0)
-    sums = decay * sums + (1 - decay) * (onehot.t() @ z)
+    counts = decay * counts + (1 - decay) * batch_counts
+    sums = decay * sums + (1 - decay) * batch_sums
     n = counts.sum()
     smoothed = (counts + eps) / (n + K * eps) * n
     return counts, sums, sums / smoothed.unsqueeze(1)
@@ -160,15 +178,18 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _track(self, z: Tensor, codes: Tensor) -> None:
-        decay = self.decay
+        """Update the EMA state from this process's ``z`` ``(N_z, D)`` and ``codes``, summed over processes."""
+        batch_counts, batch_sums = batch_statistics(z, codes, self.K)
+        _sum_over_processes(batch_counts, batch_sums)
         if self.update == "ema":
-            counts, sums, codebook = ema_update(self.counts, self.sums, z, codes, decay, self.eps)
+            counts, sums, codebook = ema_update(self.counts, self.sums, batch_counts, batch_sums, self.decay,
+                                                self.eps)
             self.sums.copy_(sums)
             self.codebook.copy_(codebook)
         else:
-            counts = decay * self.counts + (1 - decay) * torch.bincount(codes, minlength=self.K).to(z.dtype)
+            counts = self.decay * self.counts + (1 - self.decay) * batch_counts
         self.counts.copy_(counts)
-        self.hits += torch.bincount(codes, minlength=self.K).to(self.hits.dtype)
+        self.hits += batch_counts.to(self.hits.dtype)
         self.batches += 1
         if self.dead_code_window and int(self.batches) >= self.dead_code_window:
             self.revive(z)
