@@ -38,8 +38,16 @@ def _per_model(assignments: tuple[str, ...], models: list[str]) -> dict[str, tup
 
 
 def benchmark(models: list[str], data: str, budget: float, assignments: tuple[str, ...] = (), seed: int = 0,
-              out_dir: str | None = None, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Train each model for at most ``budget`` seconds (its default steps otherwise), best on validation kept."""
+              out_dir: str | None = None, progress: Callable[[str], None] | None = None,
+              metrics: str | None = None, samples: int = 1000, features: str | None = None) -> list[dict[str, Any]]:
+    """Train each model for at most ``budget`` seconds (its default steps otherwise), best on validation kept.
+
+    ``metrics`` (e.g. ``"fd,kid,prdc"``) adds sample-quality columns: ``samples``
+    samples (seed ``seed``) against the test split, in the ``features`` space.
+    """
+    from .metrics import parse_metrics, sample_quality
+
+    names = parse_metrics(metrics) if metrics else ()
     from .training import train
 
     rows = []
@@ -60,6 +68,11 @@ def benchmark(models: list[str], data: str, budget: float, assignments: tuple[st
             with torch.no_grad():
                 model.sample(64, generator=generator)
             sample_s = time.perf_counter() - start
+            quality: dict[str, Any] = {}
+            if names:
+                if progress:
+                    progress(f"bench: {', '.join(names)} of {name} from {samples} samples")
+                quality = sample_quality(result.run, names, n=samples, seed=seed, features=features)
             rows.append({
                 "model": name, "steps": outcome.step, "best_step": outcome.best_step, "train_s": round(outcome.seconds, 1),
                 "nll_nats": metrics.get("nll_nats"), "bits_per_dim": metrics.get("bits_per_dim"),
@@ -67,6 +80,7 @@ def benchmark(models: list[str], data: str, budget: float, assignments: tuple[st
                 "train_examples_per_s": round(outcome.examples / outcome.seconds) if outcome.seconds else None,
                 "sample_64_s": round(sample_s, 3), "parameters": sum(p.numel() for p in model.parameters()),
                 **{k: v for k, v in metrics.items() if k.startswith("iwae_")},
+                **{k: v for k, v in quality.items() if k not in ("seed", "reference")},
             })
     return rows
 
@@ -135,7 +149,9 @@ def _fmt(value: Any, spec: str = "") -> str:
 _COLUMNS = [("model", "model", ""), ("bits_per_dim", "bits/dim", ".4f"), ("nll_nats", "NLL (nats)", ".2f"),
             ("likelihood", "exact/bound", ""), ("iwae_bits_per_dim", "IWAE bits/dim", ".4f"), ("steps", "steps", ""),
             ("train_s", "train s", ".1f"), ("train_examples_per_s", "train ex/s", ""),
-            ("sample_64_s", "sample 64 (s)", ".3f"), ("parameters", "parameters", "")]
+            ("sample_64_s", "sample 64 (s)", ".3f"), ("parameters", "parameters", ""),
+            ("fd", "FD", ".3f"), ("kid", "KID", ".4f"), ("precision", "precision", ".3f"), ("recall", "recall", ".3f"),
+            ("density", "density", ".3f"), ("coverage", "coverage", ".3f"), ("class_accuracy", "class acc.", ".3f")]
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

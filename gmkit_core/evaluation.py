@@ -1,13 +1,14 @@
-"""Evaluating a run on a split: likelihood figures on the discrete data, exact or bound."""
+"""Evaluating a run on a split: likelihood figures on the discrete data, exact or bound, and sample quality."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .data import load
 from .errors import DataError
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_run", "evaluate_metrics"]
 
 
 def evaluate_run(run: Any, split: str = "test", data: str | None = None, batch_size: int = 256) -> dict[str, Any]:
@@ -24,4 +25,19 @@ def evaluate_run(run: Any, split: str = "test", data: str | None = None, batch_s
     result.update(run.model.evaluate(ds, batch_size))
     result.setdefault("exact", run.model.likelihood == "exact")
     result["likelihood"] = run.model.likelihood
+    return result
+
+
+def evaluate_metrics(run: Any, metrics: str | Iterable[str] = ("fd", "kid", "prdc"), split: str = "test",
+                     data: str | None = None, batch_size: int = 256, **quality: Any) -> dict[str, Any]:
+    """:func:`evaluate_run` plus :func:`gmkit_core.metrics.sample_quality` against the same split.
+
+    ``quality``: ``n``, ``seed``, ``features``, ``sampler``, ``options``, ... of ``sample_quality``.
+    A model without a likelihood gets the metrics and no NLL keys.
+    """
+    from .metrics import parse_metrics, sample_quality
+
+    names = parse_metrics(metrics)  # a bad name fails before the likelihood pass
+    result = evaluate_run(run, split=split, data=data, batch_size=batch_size)
+    result.update(sample_quality(run, names, split=split, data=data, **quality))
     return result

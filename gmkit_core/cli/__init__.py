@@ -28,9 +28,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import listing, runs
+    from . import listing, metrics, runs
 
-    for command in (*listing.COMMANDS, *runs.COMMANDS):
+    for command in (*listing.COMMANDS, *runs.COMMANDS, *metrics.COMMANDS):
         cli.add_command(command)
     from ..registry import registry
 

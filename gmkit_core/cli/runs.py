@@ -118,22 +118,44 @@ def sample(run: str, n: int, out: str, label: int | None, seed: int, sampler: st
               help="Evaluation-time model option (e.g. iwae_k=100).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--metrics", "metric_names", metavar="fd,kid,prdc",
+              help="Also sample-quality metrics of --samples samples against --split (see docs/metrics.md).")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Samples drawn for --metrics.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the samples for --metrics.")
+@click.option("--features", help="Extractor for --metrics: NAME, F.h5 or inception:PATH (default: digits / points).")
+@click.option("--sampler", help="A registered sampler for --metrics (default: the model's own).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Sampler option (repeatable).")
 def evaluate(run: str, data: str | None, split: str, as_json: bool, assignments: tuple[str, ...],
-             batch_size: int, device: str) -> None:
-    """Test NLL of RUN in nats (and bits/dim for images), exact or an upper bound."""
+             batch_size: int, device: str, metric_names: str | None, samples: int, seed: int,
+             features: str | None, sampler: str | None, options: tuple[str, ...]) -> None:
+    """Test NLL of RUN in nats (and bits/dim for images), exact or an upper bound; --metrics adds FD, KID, PRDC."""
     from ..artifact import load
-    from ..config import parse_assignments
+    from ..config import parse_assignments, parse_literal
+    from ..evaluation import evaluate_metrics
 
     r = load(run, device=device, **parse_assignments(assignments))
-    result = r.evaluate(split=split, data=data, batch_size=batch_size)
+    if metric_names:
+        sampler_options = {k: parse_literal(v) for k, v in parse_assignments(options).items()}
+        result = evaluate_metrics(r, metric_names, split=split, data=data, batch_size=batch_size, n=samples,
+                                  seed=seed, features=features, sampler=sampler, options=sampler_options)
+    else:
+        result = r.evaluate(split=split, data=data, batch_size=batch_size)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=float))
         return
     kind = "exact" if result.get("exact") else "upper bound" if r.model.likelihood != "none" else "none"
     click.echo(f"{result['model']} on {result['dataset']} ({split}, {result['n']} examples), likelihood: {kind}")
+    skip = ("model", "dataset", "split", "n", "exact", "likelihood", "feature_extractor", "feature_sha256",
+            "n_samples", "n_reference", "reference", "seed", "fd", "kid", "kid_std", "precision", "recall", "density",
+            "coverage", "class_accuracy")
     for key, value in result.items():
-        if key not in ("model", "dataset", "split", "n", "exact", "likelihood"):
+        if key not in skip:
             click.echo(f"  {key:<22} {value:.4f}" if isinstance(value, float) else f"  {key:<22} {value}")
+    if metric_names:
+        from .metrics import echo_metrics
+
+        click.echo(f"sample quality of {samples} samples (seed {seed}) against {result['reference']}:")
+        echo_metrics(result)
 
 
 @click.command()
@@ -171,13 +193,22 @@ def info(run: str, as_json: bool) -> None:
 @click.option("--markdown", is_flag=True, help="A Markdown table.")
 @click.option("--overhead", is_flag=True, help="Also time the trainer against a minimal hand-written loop.")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Keep the run files here.")
+@click.option("--metrics", "metric_names", metavar="fd,kid,prdc", help="Also sample-quality columns (docs/metrics.md).")
+@click.option("--samples", type=int, default=1000, show_default=True, help="Samples per model for --metrics.")
+@click.option("--features", help="Extractor for --metrics: NAME, F.h5 or inception:PATH.")
 def bench(models: tuple[str, ...], data: str, budget: float, assignments: tuple[str, ...], seed: int,
-          as_json: bool, markdown: bool, overhead: bool, out_dir: str | None) -> None:
+          as_json: bool, markdown: bool, overhead: bool, out_dir: str | None, metric_names: str | None,
+          samples: int, features: str | None) -> None:
     """Train each of MODELS for the same wall-clock budget and compare them on the test split."""
     from ..bench import benchmark, format_markdown, format_table, trainer_overhead
 
+    if metric_names:
+        from ..metrics import parse_metrics
+
+        parse_metrics(metric_names)  # a bad name fails before any training
     rows = benchmark(list(models), data, budget, assignments, seed=seed, out_dir=out_dir,
-                     progress=None if as_json else lambda line: click.echo(line, err=True))
+                     progress=None if as_json else lambda line: click.echo(line, err=True),
+                     metrics=metric_names, samples=samples, features=features)
     doc: dict[str, Any] = {"data": data, "budget_s": budget, "results": rows}
     if overhead:
         doc["trainer_overhead"] = trainer_overhead(progress=None if as_json else lambda l: click.echo(l, err=True))
