@@ -42,6 +42,16 @@ class TrainConfig:
     seed: int = attrs.field(default=0, metadata=_help("seed of weights, data order and noise"))
     device: str = attrs.field(default="auto", metadata=_help("cpu, cuda, cuda:N, mps or auto"))
     threads: int = attrs.field(default=0, validator=ge(0),
-                               metadata=_help("CPU threads for torch (0: torch's default; 1 is best on a busy machine)"))
+                               metadata=_help("CPU threads for torch (0: the CPUs this process may use, divided among "
+                                              "the processes on this node; 1 is best on a busy machine)"))
+    precision: Literal["fp32", "bf16", "fp16"] = attrs.field(
+        default="fp32", validator=in_(("fp32", "bf16", "fp16")),
+        metadata=_help("training arithmetic: fp32, or mixed precision (autocast) in bf16 or fp16 with loss scaling; "
+                       "validation and evaluation stay in full precision"))
+    compile: bool = attrs.field(default=False, metadata=_help("torch.compile the training step (falls back to eager "
+                                                              "with a message where it cannot compile)"))
+    channels_last: bool = attrs.field(default=False, metadata=_help("channels-last memory format for conv nets"))
+    data_on_device: bool = attrs.field(default=True, metadata=_help("keep the training split on the device when it "
+                                                                    "fits in a quarter of its free memory"))
     quiet: bool = attrs.field(default=False, metadata=_help("no progress bar"))
     trainer: str = attrs.field(default="default", metadata=_help("registered trainer that fits the model (gmkit plugins lists them)"))

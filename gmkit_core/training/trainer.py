@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from .config import TrainConfig
 from .distributed import World, world
 from .ema import EMA
 
-__all__ = ["Snapshot", "Outcome", "DefaultTrainer", "learning_rate"]
+__all__ = ["Snapshot", "Outcome", "DefaultTrainer", "learning_rate", "default_threads"]
 
 
 @attrs.define
@@ -71,6 +72,42 @@ def learning_rate(config: TrainConfig, step: int) -> float:
         span = max(config.steps - config.warmup, 1)
         return config.lr * 0.5 * (1 + math.cos(math.pi * min(step - config.warmup, span) / span))
     return config.lr
+
+
+def default_threads() -> int:
+    """CPU threads for one process: the CPUs it may use, divided among the processes on this node (torchrun).
+
+    torch's own default ignores other processes, which on a shared or multi-process
+    machine oversubscribes the cores (runs many times slower).
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+def _autocast_dtype(precision: str) -> torch.dtype | None:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+class _Compiled:
+    """``torch.compile(module)`` that falls back to the eager module, with one message, if compiling fails."""
+
+    def __init__(self, module: nn.Module, quiet: bool):
+        self.module, self.quiet = module, quiet
+        self.compiled: Any = torch.compile(module)
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as exc:  # the compiler's failures are many and version-specific
+                self.compiled = None
+                if not self.quiet:
+                    _stderr(f"train.compile: cannot compile this model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); training eagerly")
+        return self.module(*args)
+
+    def no_sync(self) -> Any:
+        return self.module.no_sync()  # type: ignore[operator]
 
 
 def _clone(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -176,13 +213,18 @@ class _Loop:
     # -- set-up ----------------------------------------------------------------------
     def _setup(self) -> None:
         config, model = self.config, self.model
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.threads = config.threads or default_threads()
+        torch.set_num_threads(self.threads)
         torch.manual_seed(config.seed)
         self.order = torch.Generator().manual_seed(config.seed)
         self.perm = torch.randperm(len(self.train), generator=self.order)
         self.cursor = 0
         model.to(self.device)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if config.data_on_device and self.device.type != "cpu" and self._fits(self.train):
+            self.train = Dataset(self.train.x.to(self.device), None if self.train.y is None else
+                                 self.train.y.to(self.device), self.train.spec, self.train.split)
         if self.resume is None:
             with torch.no_grad():
                 model.prepare(self.train)
@@ -190,6 +232,13 @@ class _Loop:
         if self.owned and config.accumulate > 1:
             raise ConfigError(f"train.accumulate={config.accumulate}: {type(model).__name__} runs its own "
                               "training step, which does not accumulate micro-batches")
+        if self.owned and config.compile:
+            raise ConfigError(f"train.compile: {type(model).__name__} runs its own training step; compiling applies "
+                              "to models trained through their loss")
+        if self.owned and config.precision == "fp16":
+            raise ConfigError(f"train.precision=fp16: {type(model).__name__} runs its own training step, which "
+                              "has no loss scaling; use train.precision=bf16")
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
         self.groups = {name: list(group.params) for name, group in model.optimizer_groups().items() if group.params}
         self.optimizers = {name: _make_optimizer(config, group) for name, group in model.optimizer_groups().items()
                            if group.params}
@@ -211,8 +260,34 @@ class _Loop:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            wrapped = DistributedDataParallel(wrapped, device_ids=ids, find_unused_parameters=True)
-        self.wrapped = wrapped
+            unused = bool(getattr(type(model), "ddp_find_unused_parameters", False))
+            wrapped = DistributedDataParallel(wrapped, device_ids=ids, find_unused_parameters=unused)
+        self.wrapped: Any = _Compiled(wrapped, config.quiet) if config.compile else wrapped
+
+    def _fits(self, data: Dataset) -> bool:
+        """The split takes at most a quarter of the device's free memory."""
+        if self.device.type != "cuda":
+            return False
+        free, _ = torch.cuda.mem_get_info(self.device)
+        size = data.x.numel() * data.x.element_size() + (0 if data.y is None else data.y.numel() * 8)
+        return size <= free // 4
+
+    def _autocast(self) -> Any:
+        dtype = _autocast_dtype(self.config.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _header(self) -> None:
+        if self.config.quiet or not self.world.is_main:
+            return
+        c = self.config
+        plural = "s" if self.threads != 1 else ""
+        where = f"{self.device}" + (f", {self.threads} CPU thread{plural}" if self.device.type == "cpu" else "")
+        procs = f", {self.world.size} processes" if self.world.distributed else ""
+        extras = "".join(f", {x}" for x, on in (("compiled", c.compile), ("channels-last", c.channels_last)) if on)
+        _stderr(f"training {self.model.describe()} on {self.train.describe()}: {where}{procs}, {c.precision}{extras}, "
+                f"batch {c.batch_size}, steps {self.step} -> {c.steps}")
 
     def _restore(self, snap: Snapshot) -> None:
         self.model.load_state_dict(snap.weights)
@@ -229,6 +304,9 @@ class _Loop:
         self.perm = torch.as_tensor(t["perm"]).long()
         self.order.set_state(torch.as_tensor(t["order_rng"]).to(torch.uint8))
         torch.set_rng_state(torch.as_tensor(t["cpu_rng"]).to(torch.uint8))
+        if self.scaler is not None and "loss_scaler" in t:
+            self.scaler.load_state_dict({k: v.item() if isinstance(v, torch.Tensor) else v
+                                         for k, v in t["loss_scaler"].items()})
         if self.device.type == "cuda" and "cuda_rng" in t:
             torch.cuda.set_rng_state(torch.as_tensor(t["cuda_rng"]).to(torch.uint8), self.device)
         self.history = {
@@ -240,6 +318,7 @@ class _Loop:
     # -- the loop --------------------------------------------------------------------
     def run(self) -> GenerativeModel:
         self._setup()
+        self._header()
         config, outcome = self.config, Outcome()
         self.owner.outcome = outcome
         start = time.perf_counter()
@@ -284,7 +363,8 @@ class _Loop:
         if not self.optimizers:
             return
         if self.owned:
-            out = model.train_step(self._next_batch(), _OwnedStep(self))
+            with self._autocast():
+                out = model.train_step(self._next_batch(), _OwnedStep(self))
             self._accumulate(out, 1)
             self._after_update()
             return
@@ -297,13 +377,20 @@ class _Loop:
             sync = micro == config.accumulate - 1 or not self.world.distributed
             context = self.wrapped.no_sync() if not sync else contextlib.nullcontext()  # type: ignore[operator]
             with context:
-                out = self.wrapped(batch.x, batch.y)
-                loss = out["loss"] / config.accumulate
-                loss.backward()
+                with self._autocast():
+                    out = self.wrapped(batch.x, batch.y)
+                    loss = out["loss"].float() / config.accumulate
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             self._accumulate(out, config.accumulate)
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)  # clip the true gradients
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
-        optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+            self.scaler.update()
+        else:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self._after_update()
 
@@ -400,6 +487,8 @@ class _Loop:
         }
         if self.device.type == "cuda":
             t["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        if self.scaler is not None:
+            t["loss_scaler"] = self.scaler.state_dict()
         history = {g: {k: torch.tensor(v, dtype=torch.float64) for k, v in vals.items()} for g, vals in self.history.items()}
         return Snapshot(
             weights=_clone(self.model), best=self.best if self.best is not None else _clone(self._eval_module()),
