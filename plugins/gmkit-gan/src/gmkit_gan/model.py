@@ -126,7 +126,7 @@ class GAN(GenerativeModel):
 
     Config: ClassVar[type] = GANConfig
     likelihood: ClassVar[str] = "none"
-    conditional: ClassVar[bool] = False
+    conditional = False
     train_defaults: ClassVar[dict[str, Any]] = {
         "steps": 2000, "batch_size": 64, "lr": 2e-4, "optimizer": "adam", "weight_decay": 0.0,
         "schedule": "constant", "warmup": 0, "grad_clip": 0.0, "ema": 0.995, "eval_every": 500,
@@ -194,11 +194,15 @@ class GAN(GenerativeModel):
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         c = self.config
         return {
-            "generator": OptimizerGroup(tuple(self.generator.parameters()), lr=c.g_lr or None,
+            "generator": OptimizerGroup(self._params(self.generator), lr=c.g_lr or None,
                                         betas=(c.g_betas[0], c.g_betas[1])),
-            "discriminator": OptimizerGroup(tuple(self.discriminator.parameters()), lr=c.d_lr or None,
+            "discriminator": OptimizerGroup(self._params(self.discriminator), lr=c.d_lr or None,
                                             betas=(c.d_betas[0], c.d_betas[1])),
         }
+
+    @staticmethod
+    def _params(module: nn.Module) -> tuple[nn.Parameter, ...]:
+        return tuple(module.parameters())
 
     # -- data space ----------------------------------------------------------------------
     def to_model_space(self, x: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gmkit_core import hookimpl
 
 GMKIT_API = 2
@@ -13,6 +15,6 @@ _MODELS = (
 
 
 @hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register: Callable[..., None]) -> None:
     for name, target, description in _MODELS:
         register(name, f"gmkit_gan.{target}", family="gan", description=description)
