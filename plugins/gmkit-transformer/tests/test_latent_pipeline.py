@@ -64,3 +64,21 @@ def test_a_stage_one_without_the_contract_is_refused():
     spec = DataSpec("digits", "image", (1, 8, 8), levels=17)
     with pytest.raises(ConfigError, match="does not keep the contract"):
         registry.get("model", "latent", data=spec, stage1_model="pixelcnn")
+
+
+def test_the_latent_sampler_passes_options_to_stage_two():
+    from gmkit_transformer.latent import LatentSampler
+
+    spec = DataSpec("digits", "image", (1, 8, 8), levels=17)
+    torch.manual_seed(0)
+    model = registry.get("model", "latent", data=spec, stage1_options=("latent_dim=2", "hidden=16"), stage2="ddpm",
+                         stage2_options=("network=mlp", "hidden=16", "depth=1", "T=20")).eval()
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    a = LatentSampler(sampler="ddim", steps=3)(model, 3, generator=g())
+    b = LatentSampler(sampler="ddim", steps=3)(model, 3, generator=g())
+    c = LatentSampler(guidance=1.0)(model, 3, generator=g())
+    assert a.shape == c.shape == (3, 1, 8, 8) and a.dtype == torch.int64 and torch.equal(a, b)
+    with pytest.raises(ConfigError, match="has no option 'bogus'"):
+        LatentSampler(bogus=1)(model, 2, generator=g())
+    with pytest.raises(ConfigError, match="needs a 'latent' model"):
+        LatentSampler()(model.stage2, 2)

@@ -37,6 +37,7 @@ latent diffusion (2022, arXiv:2112.10752).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -296,6 +297,11 @@ class Latent(GenerativeModel):
         if condition is not None:
             raise ConfigError("latent is unconditional; sample without a label")
         with self._eval() as (stage1, stage2):
+            allowed = [k for k in inspect.signature(stage2.sample).parameters if k not in ("n", "condition", "generator")]
+            unknown = [k for k in options if k not in allowed]
+            if unknown:
+                raise ConfigError(f"stage two '{self.stage2_name}' sampling has no option {', '.join(map(repr, unknown))}; "
+                                  f"options: {', '.join(allowed) or 'none'}")
             z = stage2.sample(n, generator=generator, **options)
             return self._decode_sample(z, generator)
 
