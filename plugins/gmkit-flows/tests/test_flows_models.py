@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gmkit_core.data import Batch, DataSpec
 from gmkit_core.errors import ConfigError, DataError
+from gmkit_core.interfaces import likelihood_of
 from gmkit_core.registry import registry
 
 VECTOR = DataSpec("toy", "vector", (2,))
@@ -122,7 +123,7 @@ def test_image_models_train_sample_and_bound(name: str, options: dict) -> None:
 
     train = load("digits", "train")
     model = registry.get("model", name, data=train.spec, nll_samples=2, **options)
-    assert model.likelihood == "bound"
+    assert likelihood_of(model) == "bound"
     model.prepare(train)
     batch = train.batch(slice(0, 16))
     out = model.loss(batch)
@@ -139,7 +140,7 @@ def test_image_models_train_sample_and_bound(name: str, options: dict) -> None:
 
 def test_vector_models_are_exact() -> None:
     for name in SMALL:
-        assert registry.get("model", name, data=VECTOR, **SMALL[name]).likelihood == "exact"
+        assert likelihood_of(registry.get("model", name, data=VECTOR, **SMALL[name])) == "exact"
 
 
 def test_user_errors() -> None:

@@ -43,7 +43,9 @@ class Flow(Prior):
         x, _ = self.transform.inverse(self.base.sample(n, generator=generator))
         return x
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        if condition is not None:
+            raise ValueError("flow priors are unconditional")
         with torch.no_grad():
             return self.rsample(n, generator)
 

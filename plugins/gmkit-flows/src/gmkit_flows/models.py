@@ -25,36 +25,29 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
+from gmkit_core.config import option
 from gmkit_core.data import Batch, Dataset, DataSpec
-from gmkit_core.distributions import dequantization_nats
+from gmkit_core.distributions import bits_per_dim, dequantization_nats, quantize
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import GenerativeModel, Prior, Transform
-from gmkit_core.transforms import Compose
+from gmkit_core.transforms import Compose, Logit
 
 from .architectures import MIXERS, autoregressive_stack, coupling_stack, glow, multiscale
 from .dequantization import LogitNormalDequantizer, uniform_noise
-from .pointwise import Logit, ScaleShift
+from .pointwise import ScaleShift
 from .reshape import Reshape
 
 __all__ = ["FlowModel", "RealNVP", "Glow", "MAF", "NSF"]
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:  # noqa: A002 - attrs' word
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
-def _positive(default: int, help: str) -> Any:  # noqa: A002
-    return _field(default, help, [v.instance_of(int), v.ge(1)])
-
-
-def _unit(default: float, help: str) -> Any:  # noqa: A002
-    return _field(default, help, [v.instance_of(float), v.ge(0.0), v.lt(1.0)])
+#: validators of counts (>= 1) and of fractions in [0, 1)
+_POSITIVE = [v.instance_of(int), v.ge(1)]
+_UNIT = [v.instance_of(float), v.ge(0.0), v.lt(1.0)]
 
 
 def _dropout() -> Any:
-    return _field(None, f"dropout in the conditioners; default (none): {IMAGE_DROPOUT} on images "
-                  "(small image sets overfit), 0 on vectors",
-                  v.optional([v.instance_of(float), v.ge(0.0), v.lt(1.0)]))
+    return option(None, f"dropout in the conditioners; default (none): {IMAGE_DROPOUT} on images "
+                  "(small image sets overfit), 0 on vectors", v.optional(_UNIT))
 
 
 #: Trainer settings under which every default config reaches its documented figure (a 5-minute budget).
@@ -69,15 +62,15 @@ IMAGE_DROPOUT = 0.3
 class DataOptions:
     """Options on how a flow meets its data (shared by every flow model)."""
 
-    base: str = _field("standard_normal", "registered prior used as the base density p_Z")
-    dequantization: str = _field("uniform", "images: uniform, or variational (a learned logit-normal q(u given x))",
+    base: str = option("standard_normal", "registered prior used as the base density p_Z")
+    dequantization: str = option("uniform", "images: uniform, or variational (a learned logit-normal q(u given x))",
                                  v.in_(("uniform", "variational")))
-    preprocess: str = _field("logit", "images: logit (y -> logit(alpha + (1-2 alpha) y)) or affine (y -> 2y - 1)",
+    preprocess: str = option("logit", "images: logit (y -> logit(alpha + (1-2 alpha) y)) or affine (y -> 2y - 1)",
                              v.in_(("logit", "affine")))
-    logit_alpha: float = _unit(0.05, "images: the alpha of the logit preprocessing, in [0, 0.5)")
-    nll_samples: int = _positive(8, "images: importance-weighted dequantisation draws per example in nll")
-    dequantizer_hidden: int = _positive(32, "images, variational: channels of the dequantiser CNN")
-    seed: int = _field(0, "seed of random initialisations (LU factors) and of the nll noise", v.instance_of(int))
+    logit_alpha: float = option(0.05, "images: the alpha of the logit preprocessing, in [0, 0.5)", _UNIT)
+    nll_samples: int = option(8, "images: importance-weighted dequantisation draws per example in nll", _POSITIVE)
+    dequantizer_hidden: int = option(32, "images, variational: channels of the dequantiser CNN", _POSITIVE)
+    seed: int = option(0, "seed of random initialisations (LU factors) and of the nll noise", v.instance_of(int))
 
 
 class FlowModel(GenerativeModel):
@@ -149,11 +142,11 @@ class FlowModel(GenerativeModel):
         per_dim = nll.mean() / self.data.dims
         out = {"loss": per_dim, "nll_nats": nll.mean().detach()}
         if self.data.is_image:
-            out["bits_per_dim"] = per_dim.detach() / math.log(2)
+            out["bits_per_dim"] = bits_per_dim(nll.mean().detach(), self.data.dims)
         return out
 
     # -- sampling --------------------------------------------------------------
-    def sample(self, n: int, condition: Tensor | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None,
                generator: torch.Generator | None = None) -> Tensor:
         if condition is not None:
             raise ConfigError(f"{type(self).__name__} is unconditional; sample without a label")
@@ -161,8 +154,7 @@ class FlowModel(GenerativeModel):
             y, _ = self.transform.inverse(self.base.sample(n, generator=generator))
         if not self.data.is_image:
             return y
-        levels = self.data.levels
-        return torch.floor(y * levels).clamp(0, levels - 1).long()
+        return quantize(y, self.data.levels)
 
     # -- setup -----------------------------------------------------------------
     def prepare(self, train: Dataset) -> None:
@@ -197,13 +189,13 @@ def _flat(shape: tuple[int, ...], stack: Transform) -> Transform:
 
 @attrs.frozen
 class MAFConfig(DataOptions):
-    layers: int = _positive(10, "number of MADE layers")
-    hidden: int = _positive(128, "hidden units per MADE layer")
-    depth: int = _positive(2, "hidden layers per MADE")
+    layers: int = option(10, "number of MADE layers", _POSITIVE)
+    hidden: int = option(128, "hidden units per MADE layer", _POSITIVE)
+    depth: int = option(2, "hidden layers per MADE", _POSITIVE)
     dropout: float | None = _dropout()
-    mixer: str = _field("reverse", "between layers: none, reverse (permutation) or lu (invertible linear)",
+    mixer: str = option("reverse", "between layers: none, reverse (permutation) or lu (invertible linear)",
                         v.in_(MIXERS))
-    actnorm: bool = _field(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
+    actnorm: bool = option(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
 
 
 class MAF(FlowModel):
@@ -225,16 +217,16 @@ class MAF(FlowModel):
 
 @attrs.frozen
 class NSFConfig(DataOptions):
-    structure: str = _field("autoregressive", "autoregressive (MADE) or coupling layers",
+    structure: str = option("autoregressive", "autoregressive (MADE) or coupling layers",
                             v.in_(("autoregressive", "coupling")))
-    layers: int = _positive(4, "number of spline layers")
-    hidden: int = _positive(128, "hidden units per conditioner layer")
-    depth: int = _positive(2, "hidden layers per conditioner")
-    bins: int = _positive(8, "spline bins K")
-    bound: float = _field(5.0, "the spline acts on [-bound, bound], identity outside", [v.instance_of(float), v.gt(0.0)])
+    layers: int = option(4, "number of spline layers", _POSITIVE)
+    hidden: int = option(128, "hidden units per conditioner layer", _POSITIVE)
+    depth: int = option(2, "hidden layers per conditioner", _POSITIVE)
+    bins: int = option(8, "spline bins K", _POSITIVE)
+    bound: float = option(5.0, "the spline acts on [-bound, bound], identity outside", [v.instance_of(float), v.gt(0.0)])
     dropout: float | None = _dropout()
-    mixer: str = _field("lu", "between layers: none, reverse (permutation) or lu (invertible linear)", v.in_(MIXERS))
-    actnorm: bool = _field(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
+    mixer: str = option("lu", "between layers: none, reverse (permutation) or lu (invertible linear)", v.in_(MIXERS))
+    actnorm: bool = option(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
 
 
 class NSF(FlowModel):
@@ -256,14 +248,14 @@ class NSF(FlowModel):
 
 @attrs.frozen
 class RealNVPConfig(DataOptions):
-    coupling: str = _field("affine", "affine (RealNVP) or additive (NICE, volume preserving)",
+    coupling: str = option("affine", "affine (RealNVP) or additive (NICE, volume preserving)",
                            v.in_(("affine", "additive")))
-    scales: int = _positive(2, "images: multi-scale levels (squeeze and factor out half per level)")
-    steps: int = _positive(3, "images: couplings per mask type per scale; vectors: half of the coupling layers")
-    hidden: int = _positive(64, "conditioner width (CNN channels for images, MLP units for vectors)")
-    depth: int = _positive(2, "residual blocks (images) or hidden layers (vectors) per conditioner")
+    scales: int = option(2, "images: multi-scale levels (squeeze and factor out half per level)", _POSITIVE)
+    steps: int = option(3, "images: couplings per mask type per scale; vectors: half of the coupling layers", _POSITIVE)
+    hidden: int = option(64, "conditioner width (CNN channels for images, MLP units for vectors)", _POSITIVE)
+    depth: int = option(2, "residual blocks (images) or hidden layers (vectors) per conditioner", _POSITIVE)
     dropout: float | None = _dropout()
-    actnorm: bool = _field(True, "ActNorm (data-initialised) before each coupling", v.instance_of(bool))
+    actnorm: bool = option(True, "ActNorm (data-initialised) before each coupling", v.instance_of(bool))
 
 
 class RealNVP(FlowModel):
@@ -285,11 +277,11 @@ class RealNVP(FlowModel):
 
 @attrs.frozen
 class GlowConfig(DataOptions):
-    levels: int = _positive(2, "multi-scale levels (each squeezes, then factors out half)")
-    steps: int = _positive(8, "flow steps per level: ActNorm, invertible 1x1 conv, coupling")
-    coupling: str = _field("affine", "affine or additive coupling", v.in_(("affine", "additive")))
-    hidden: int = _positive(64, "CNN channels in each coupling")
-    blocks: int = _positive(2, "residual blocks per coupling CNN")
+    levels: int = option(2, "multi-scale levels (each squeezes, then factors out half)", _POSITIVE)
+    steps: int = option(8, "flow steps per level: ActNorm, invertible 1x1 conv, coupling", _POSITIVE)
+    coupling: str = option("affine", "affine or additive coupling", v.in_(("affine", "additive")))
+    hidden: int = option(64, "CNN channels in each coupling", _POSITIVE)
+    blocks: int = option(2, "residual blocks per coupling CNN", _POSITIVE)
     dropout: float | None = _dropout()
 
 

@@ -1,10 +1,8 @@
 r"""Fixed elementwise transforms for preprocessing, with exact log-dets.
 
-- :class:`Logit`: :math:`y = \operatorname{logit}(\alpha + (1 - 2\alpha) x)` maps
-  :math:`(0, 1)` to :math:`\mathbb R`; the :math:`\alpha` squeeze keeps the
-  boundary away (RealNVP uses :math:`\alpha = 0.05`). With :math:`p = \alpha + (1-2\alpha)x`,
-  :math:`\log|\det J| = \sum_i \log(1-2\alpha) - \log p_i - \log(1-p_i)`.
-- :func:`sigmoid`: the inverse of :class:`Logit`, as :class:`gmkit_core.transforms.Inverse`.
+- :class:`~gmkit_core.transforms.Logit` (the core's, registered here as ``logit``):
+  :math:`y = \operatorname{logit}(\alpha + (1 - 2\alpha) x)` maps :math:`(0, 1)` to :math:`\mathbb R`.
+- :func:`sigmoid`: the inverse of ``Logit``, as :class:`gmkit_core.transforms.Inverse`.
 - :class:`ScaleShift`: :math:`y = a x + b` with fixed scalars, :math:`\log|\det J| = D \log|a|`.
 
 ``x`` is ``(B, *)``; ``D`` the number of elements per example.
@@ -15,41 +13,17 @@ from __future__ import annotations
 
 import math
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gmkit_core.errors import ConfigError
 from gmkit_core.interfaces import Transform
-from gmkit_core.transforms import Inverse
+from gmkit_core.transforms import Inverse, Logit
 
 __all__ = ["Logit", "sigmoid", "ScaleShift"]
 
 
 def _dims(x: Tensor) -> int:
     return math.prod(x.shape[1:])
-
-
-class Logit(Transform):
-    r""":math:`(0,1) \to \mathbb R`, :math:`y = \log p - \log(1-p)`, :math:`p = \alpha + (1-2\alpha)x`."""
-
-    def __init__(self, alpha: float = 0.05):
-        super().__init__()
-        if not 0 <= alpha < 0.5:
-            raise ConfigError(f"logit alpha must lie in [0, 0.5), got {alpha}")
-        self.alpha = alpha
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        p = self.alpha + (1 - 2 * self.alpha) * x
-        log_p, log_q = torch.log(p), torch.log1p(-p)
-        ladj = math.log(1 - 2 * self.alpha) - log_p - log_q
-        return log_p - log_q, ladj.flatten(1).sum(1)
-
-    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        log_p, log_q = F.logsigmoid(y), F.logsigmoid(-y)
-        x = (torch.exp(log_p) - self.alpha) / (1 - 2 * self.alpha)
-        ladj = log_p + log_q - math.log(1 - 2 * self.alpha)
-        return x, ladj.flatten(1).sum(1)
 
 
 def sigmoid(alpha: float = 0.0) -> Inverse:
