@@ -95,6 +95,9 @@ def test_the_page_has_the_tutorial_files_and_commands() -> None:
     top = package.pop()
     assert {f"{top}/pyproject.toml", f"{top}/tests/test_{top.removeprefix('gmkit-')}.py"} <= set(files)
     assert 'entry-points."gmkit.plugins"' in files[f"{top}/pyproject.toml"]
+    trees = [text.split() for text in blocks() if text.startswith(f"{top}/\n")]
+    assert len(trees) == 1, f"the page must show the layout of {top}/ once"
+    assert {f"{top}/{path}" for path in trees[0][1:]} == set(files), "the layout shown differs from the files"
     programs = [c[0] for c in tutorial_commands()]
     assert programs[0] == "pip" and {"gmkit", "pytest"} <= set(programs)
 
