@@ -36,7 +36,9 @@ class EBMConfig:
                                v.optional(v.ge(0.0)))
     sample_steps: int | None = _opt(None, "SGLD steps of sample() from fresh noise (default: 10 K persistent, K short_run)",
                                     v.optional(v.ge(1)))
-    alpha: float = _opt(0.1, "energy-magnitude penalty alpha * (E(x+)^2 + E(x-)^2) of cd", v.ge(0.0))
+    alpha: float | None = _opt(
+        None, "energy-magnitude penalty alpha * (E(x+)^2 + E(x-)^2) of cd; it caps sample energies near 1/(2 alpha) "
+              "(default: 0.1 images, 0.001 vectors)", v.optional(v.ge(0.0)))
     spectral_norm: bool = _opt(False, "spectral normalisation of every layer of the energy network")
     buffer_size: int = _opt(10000, "chains in the persistent replay buffer", v.ge(1))
     reinit: float = _opt(0.05, "probability that a buffer chain restarts from uniform noise", [v.ge(0.0), v.le(1.0)])

@@ -119,6 +119,12 @@ class EBM(GenerativeModel):
         return 0.01 if self.data.is_image else math.sqrt(2 * self.step_size)
 
     @property
+    def alpha(self) -> float:
+        if self.config.alpha is not None:
+            return float(self.config.alpha)
+        return 0.1 if self.data.is_image else 0.001
+
+    @property
     def sample_steps(self) -> int:
         if self.config.sample_steps is not None:
             return int(self.config.sample_steps)
@@ -195,7 +201,7 @@ class EBM(GenerativeModel):
         x_neg = self.negatives(len(y))
         e = self.energy(torch.cat([y, x_neg]))
         e_data, e_sample = e[:len(y)], e[len(y):]
-        out = {"loss": contrastive_divergence(e_data, e_sample, cfg.alpha), "e_data": e_data.detach().mean(),
+        out = {"loss": contrastive_divergence(e_data, e_sample, self.alpha), "e_data": e_data.detach().mean(),
                "e_sample": e_sample.detach().mean(), "saturated": self._saturated(x_neg)}
         if len(self.buffer):
             out["buffer_age"] = self.buffer.mean_age()
@@ -230,7 +236,7 @@ class EBM(GenerativeModel):
             shown = ", ".join(f"{k}={v:.4g}" for k, v in energies.items())
             raise TrainingError(
                 f"{name}: energies exploded at step {index} ({shown}; energy_limit={cfg.energy_limit:g}); "
-                f"raise the energy penalty (--set alpha={max(10 * cfg.alpha, 0.1):g}), turn on --set spectral_norm=true "
+                f"raise the energy penalty (--set alpha={max(10 * self.alpha, 0.1):g}), turn on --set spectral_norm=true "
                 "or lower the learning rate (--set train.lr=...)")
         if "saturated" in out and float(out["saturated"]) >= cfg.saturation:
             raise TrainingError(
