@@ -18,12 +18,12 @@ hookimpl = pluggy.HookimplMarker("gmkit")
 
 @hookspec
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    """Register models: ``register(name, target, family=, description=, likelihood=, conditional=)``."""
+    """Register models: ``register(name, target, family=, description=)``; the class declares likelihood and conditional."""
 
 
 @hookspec
 def gmkit_register_components(register):  # type: ignore[no-untyped-def]
-    """Register components: ``register(kind, name, target, description=)``; kind in prior, transform, schedule, network, sampler."""
+    """Register components: ``register(kind, name, target, description=)``; kind in prior, transform, schedule, network, sampler, trainer, feature."""
 
 
 @hookspec

@@ -183,7 +183,9 @@ class Registry:
         elif key in self._entries:
             holder = self._entries.pop(key)
             self._conflicts[key] = [holder.plugin, info.name]
-            self._plugins[holder.plugin].conflicts.append(f"{entry.kind}:{entry.name}")
+            first = self._plugins[holder.plugin]
+            first.registers.remove(f"{entry.kind}:{entry.name}")
+            first.conflicts.append(f"{entry.kind}:{entry.name}")
         else:
             self._entries[key] = entry
             info.registers.append(f"{entry.kind}:{entry.name}")
@@ -217,6 +219,24 @@ class Registry:
             self._claim(info, staged, Entry("dataset", name, target, info.name, description,
                                             data_kind=kind))
         return register
+
+    def add_commands(self, cli: Any) -> None:
+        """Let each loaded plugin add click commands to ``cli``, through the hook caller, one plugin at a time.
+
+        A plugin whose hook raises is marked with the error; the CLI keeps working.
+        """
+        self._ensure_loaded()
+        modules = self._pm.get_plugins()
+        for module in modules:
+            info = self._plugins.get(self._pm.get_name(module) or "")
+            if info is None or info.error:
+                continue
+            caller = self._pm.subset_hook_caller("gmkit_register_commands", remove_plugins=[m for m in modules
+                                                                                              if m is not module])
+            try:
+                caller(cli=cli)
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                info.error = f"command registration failed: {type(exc).__name__}: {exc}"
 
     # -- queries ---------------------------------------------------------------
     def plugins(self) -> list[PluginInfo]:

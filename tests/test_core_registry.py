@@ -71,6 +71,8 @@ def test_failures_are_isolated_and_named():
         reg.entry("model", "m1")
     conflicts = {p.name: p.conflicts for p in reg.plugins()}
     assert conflicts["good"] == conflicts["dup"] == ["model:m1"]
+    registers = {p.name: p.registers for p in reg.plugins()}
+    assert registers["good"] == [] and registers["dup"] == ["model:d2"]
 
 
 def test_an_intruder_cannot_take_a_name_from_a_plugin_with_several():
