@@ -26,8 +26,8 @@ def test_prior_log_prob_sample_and_gradients(covariance: str) -> None:
     torch.testing.assert_close(lp, prior.mixture.log_prob(z.reshape(5, 6)))
     lp.sum().backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in prior.parameters())
-    a = prior.sample(7, torch.Generator().manual_seed(0))
-    b = prior.sample(7, torch.Generator().manual_seed(0))
+    a = prior.sample(7, generator=torch.Generator().manual_seed(0))
+    b = prior.sample(7, generator=torch.Generator().manual_seed(0))
     assert a.shape == (7, 2, 3) and torch.equal(a, b)
 
 
@@ -130,7 +130,11 @@ def test_sampler_errors() -> None:
         sampler(StandIn(), 4, data=None)
     with pytest.raises(ConfigError, match="encode"):
         sampler(nn.Linear(2, 2), 4, data=two_clusters(50))
-    with pytest.raises(ConfigError, match="integer"):
+    with pytest.raises(ConfigError, match="'components'"):
         registry.get("sampler", "gmm", components="ten")
+    with pytest.raises(ConfigError, match="has no option 'steps'"):
+        registry.get("sampler", "gmm", steps=3)
+    assert "encode() and decode()" in sampler.applies_to(nn.Linear(2, 2))
+    assert sampler.applies_to(StandIn()) is None
     with pytest.raises(ConfigError, match="covariance"):
         registry.get("sampler", "gmm", covariance="tied")

@@ -14,10 +14,9 @@ Images :math:`x \in \{0..L-1\}^{C\times H\times W}` are flattened to :math:`D = 
 and :meth:`GMM.nll` returns the ``eval_samples``-draw importance-weighted estimate
 :math:`-\log \frac1S\sum_s p(z_s)|\det \partial z_s/\partial y_s| + D\log L`, whose expectation
 is an upper bound on :math:`-\log P(x)` that tightens as :math:`S` grows (for :math:`S = 1` it is
-the plain dequantisation bound; Theis et al., 2016, arXiv:1511.01844). The registry holds one
-likelihood per model name, so ``gmm`` is registered (and its class declares) ``"bound"``, which holds
-for every data kind; an instance built on vector data sets ``likelihood = "exact"``, so
-``evaluate()`` reports ``exact: true`` there.
+the plain dequantisation bound; Theis et al., 2016, arXiv:1511.01844). The class declares
+``likelihood = {"vector": "exact", "image": "bound"}``, so ``evaluate()`` reports ``exact: true``
+on vectors. The logit is the core's :class:`~gmkit_core.transforms.Logit`.
 
 Fitting: ``fit="em"`` runs EM in :meth:`GMM.prepare` (no optimiser steps needed);
 ``fit="gradient"`` initialises there with k-means++ and leaves the rest to the trainer,
@@ -34,14 +33,15 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
+from gmkit_core.config import option
 from gmkit_core.data import Batch, Dataset, DataSpec
-from gmkit_core.distributions import dequantization_nats, dequantize
+from gmkit_core.distributions import bits_per_dim, dequantization_nats, dequantize, quantize
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import GenerativeModel
+from gmkit_core.transforms import Logit
 
 from .em import fit_em, initialize
 from .mixture import COVARIANCES, GaussianMixture
-from .preprocess import Logit
 
 __all__ = ["GMMConfig", "GMM", "REG_LOGIT", "REG_PLAIN"]
 
@@ -57,29 +57,22 @@ REG_PLAIN = 1e-6
 class GMMConfig:
     """Options of the ``gmm`` model (``--set key=value``)."""
 
-    components: int = attrs.field(default=10, validator=v.ge(1), metadata={"help": "number of mixture components K"})
-    covariance: str = attrs.field(default="full", validator=v.in_(COVARIANCES),
-                                  metadata={"help": "covariance of each component: full, diag or spherical"})
-    fit: str = attrs.field(default="em", validator=v.in_(("em", "gradient")),
-                           metadata={"help": "em: EM in prepare, no optimiser steps; gradient: k-means++ init, then the trainer's steps"})
-    reg_covar: float | None = attrs.field(
-        default=None, validator=v.optional(v.ge(0.0)),
-        metadata={"help": "added to every covariance diagonal in EM, in the modelled space; "
-                          f"default: {REG_LOGIT} on images in logit space, else {REG_PLAIN}"})
-    max_iter: int = attrs.field(default=200, validator=v.ge(1), metadata={"help": "most EM iterations per restart"})
-    tol: float = attrs.field(default=1e-4, validator=v.gt(0.0),
-                             metadata={"help": "EM stops when the mean log-likelihood changes by less (nats per example)"})
-    kmeans_iterations: int = attrs.field(default=10, validator=v.ge(0),
-                                         metadata={"help": "Lloyd iterations after k-means++ seeding"})
-    restarts: int = attrs.field(default=1, validator=v.ge(1),
-                                metadata={"help": "EM runs from different seeds; the best training likelihood is kept"})
-    seed: int = attrs.field(default=0, metadata={"help": "seed of the initialisation, the EM dequantisation noise and nll's noise"})
-    logit_alpha: float = attrs.field(default=0.01, validator=[v.ge(0.0), v.lt(0.5)],
-                                     metadata={"help": "images: model logit(a + (1-2a) y) of the dequantised y; 0 models y itself"})
-    dequant_copies: int = attrs.field(default=4, validator=v.ge(1),
-                                      metadata={"help": "images: dequantised copies of the training set EM fits"})
-    eval_samples: int = attrs.field(default=1, validator=v.ge(1),
-                                    metadata={"help": "images: dequantisation draws per example in nll (1 = plain bound)"})
+    components: int = option(10, "number of mixture components K", v.ge(1))
+    covariance: str = option("full", "covariance of each component: full, diag or spherical", v.in_(COVARIANCES))
+    fit: str = option("em", "em: EM in prepare, no optimiser steps; gradient: k-means++ init, then the trainer's "
+                      "steps", v.in_(("em", "gradient")))
+    reg_covar: float | None = option(None, "added to every covariance diagonal in EM, in the modelled space; "
+                                     f"default: {REG_LOGIT} on images in logit space, else {REG_PLAIN}",
+                                     v.optional(v.ge(0.0)))
+    max_iter: int = option(200, "most EM iterations per restart", v.ge(1))
+    tol: float = option(1e-4, "EM stops when the mean log-likelihood changes by less (nats per example)", v.gt(0.0))
+    kmeans_iterations: int = option(10, "Lloyd iterations after k-means++ seeding", v.ge(0))
+    restarts: int = option(1, "EM runs from different seeds; the best training likelihood is kept", v.ge(1))
+    seed: int = option(0, "seed of the initialisation, the EM dequantisation noise and nll's noise")
+    logit_alpha: float = option(0.01, "images: model logit(a + (1-2a) y) of the dequantised y; 0 models y itself",
+                                [v.ge(0.0), v.lt(0.5)])
+    dequant_copies: int = option(4, "images: dequantised copies of the training set EM fits", v.ge(1))
+    eval_samples: int = option(1, "images: dequantisation draws per example in nll (1 = plain bound)", v.ge(1))
 
 
 class GMM(GenerativeModel):
@@ -137,7 +130,7 @@ class GMM(GenerativeModel):
         nll = -self._log_density(batch.x)
         out = {"loss": nll.mean()}
         if self.data.is_image:
-            out["bits_per_dim"] = out["loss"].detach() / (self.data.dims * math.log(2))
+            out["bits_per_dim"] = bits_per_dim(out["loss"].detach(), self.data.dims)
         return out
 
     @torch.no_grad()
@@ -150,7 +143,7 @@ class GMM(GenerativeModel):
         return math.log(self.config.eval_samples) - torch.logsumexp(draws, 0)
 
     @torch.no_grad()
-    def sample(self, n: int, condition: Tensor | None = None,
+    def sample(self, n: int, *, condition: Tensor | None = None,
                generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws: floats ``(n, D)`` for vectors, int64 levels ``(n, C, H, W)`` for images."""
         if condition is not None:
@@ -159,8 +152,7 @@ class GMM(GenerativeModel):
         if not self.data.is_image:
             return z.reshape(n, *self.data.shape)
         y = self.logit.inverse(z)[0] if self.logit is not None else z
-        levels = int(self.data.levels)  # type: ignore[arg-type]
-        return torch.floor(y * levels).clamp(0, levels - 1).long().reshape(n, *self.data.shape)
+        return quantize(y, int(self.data.levels or 0)).reshape(n, *self.data.shape)
 
     @torch.no_grad()
     def prepare(self, train: Dataset) -> None:

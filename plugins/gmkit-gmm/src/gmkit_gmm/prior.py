@@ -11,16 +11,30 @@ Tomczak & Welling, VampPrior (2018, arXiv:1705.07120).
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import attrs
 import torch
+from attrs import validators as v
 from torch import Tensor
 
+from gmkit_core.config import make_config, option
+from gmkit_core.errors import ConfigError
 from gmkit_core.interfaces import Prior
 
 from .mixture import COVARIANCES, GaussianMixture
-from .options import as_choice, as_float, as_int
 
 __all__ = ["MixturePrior"]
+
+
+@attrs.frozen
+class MixturePriorOptions:
+    """Options of the ``gmm`` prior (strings from the command line are converted and checked)."""
+
+    components: int = option(10, "number of components K", v.ge(1))
+    covariance: str = option("diag", "covariance of each component: full, diag or spherical", v.in_(COVARIANCES))
+    spread: float = option(1.0, "standard deviation of the initial means", v.ge(0.0))
+    seed: int = option(0, "seed of the initial means")
 
 
 class MixturePrior(Prior):
@@ -32,25 +46,29 @@ class MixturePrior(Prior):
     ``log_prob``: ``(B, *shape) -> (B,)``; ``sample(n)``: ``(n, *shape)``.
     """
 
-    def __init__(self, shape: int | tuple[int, ...] = 1, components: int = 10, covariance: str = "diag",
-                 spread: float = 1.0, seed: int = 0):
+    def __init__(self, shape: int | tuple[int, ...] = 1, **options: Any):
         super().__init__()
         owner = "prior 'gmm'"
-        self.shape = (as_int(shape, "shape", owner, 1),) if not isinstance(shape, (tuple, list)) \
-            else tuple(as_int(s, "shape", owner, 1) for s in shape)
-        k = as_int(components, "components", owner, 1)
-        covariance = as_choice(covariance, "covariance", owner, COVARIANCES)
-        self.mixture = GaussianMixture(math.prod(self.shape), k, covariance)
-        generator = torch.Generator().manual_seed(as_int(seed, "seed", owner))
+        try:
+            self.shape = tuple(int(s) for s in ((shape,) if isinstance(shape, (int, str)) else shape))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{owner}: shape must be positive integers, got {shape!r}") from None
+        if not self.shape or min(self.shape) < 1:
+            raise ConfigError(f"{owner}: shape must be positive integers, got {shape!r}")
+        self.options = make_config(MixturePriorOptions, options, owner=owner)
+        self.mixture = GaussianMixture(math.prod(self.shape), self.options.components, self.options.covariance)
+        generator = torch.Generator().manual_seed(self.options.seed)
         with torch.no_grad():
-            self.mixture.loc.normal_(0.0, as_float(spread, "spread", owner, 0.0), generator=generator)
+            self.mixture.loc.normal_(0.0, self.options.spread, generator=generator)
 
     def log_prob(self, z: Tensor) -> Tensor:
         r""":math:`\log p(z) = \operatorname{logsumexp}_k(\log\pi_k + \log\mathcal N(z;\mu_k,\Sigma_k))`, ``(B, *shape) -> (B,)``."""
         return self.mixture.log_prob(z.reshape(z.shape[0], -1))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        if condition is not None:
+            raise ConfigError("prior 'gmm' is unconditional")
         return self.mixture.sample(n, generator).reshape(n, *self.shape)
 
     def extra_repr(self) -> str:

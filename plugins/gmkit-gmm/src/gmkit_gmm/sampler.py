@@ -12,46 +12,61 @@ and ``decode(z, condition=None, generator=None) -> samples``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
+import attrs
 import torch
+from attrs import validators as v
 from torch import Tensor
 
+from gmkit_core.config import option
 from gmkit_core.data import Dataset
 from gmkit_core.errors import ConfigError, DataError
+from gmkit_core.sampling import ConfiguredSampler
 
 from .em import EMResult, fit_em
 from .mixture import COVARIANCES, GaussianMixture
-from .options import as_choice, as_float, as_int
 
 __all__ = ["LatentGMMSampler"]
 
 _OWNER = "sampler 'gmm'"
 
 
-class LatentGMMSampler:
+class LatentGMMSampler(ConfiguredSampler):
     """Fits ``components`` Gaussians (``covariance``) to the training codes by EM, then decodes draws.
 
-    Options: ``components`` (10), ``covariance`` (``full``), ``reg_covar`` (1e-4, added to
-    each covariance diagonal), ``max_iter`` (200), ``tol`` (1e-4 nats per code), ``seed``
-    (0, the EM initialisation; the draws use the ``generator`` passed at call time) and
-    ``batch_size`` (256, for encoding). The last fit is kept in ``mixture`` and ``result``.
+    Options (:class:`LatentGMMSampler.Options`, validated like model options):
+    ``components`` (10), ``covariance`` (``full``), ``reg_covar`` (1e-4, added to each covariance
+    diagonal), ``max_iter`` (200), ``tol`` (1e-4 nats per code), ``seed`` (0, the EM
+    initialisation; the draws use the ``generator`` passed at call time) and ``batch_size``
+    (256, for encoding). The last fit is kept in ``mixture`` and ``result``.
     """
 
-    needs_data: ClassVar[bool] = True
+    name = "gmm"
+    needs_data = True
 
-    def __init__(self, components: int = 10, covariance: str = "full", reg_covar: float = 1e-4,
-                 max_iter: int = 200, tol: float = 1e-4, seed: int = 0, batch_size: int = 256):
-        self.components = as_int(components, "components", _OWNER, 1)
-        self.covariance = as_choice(covariance, "covariance", _OWNER, COVARIANCES)
-        self.reg_covar = as_float(reg_covar, "reg_covar", _OWNER, 0.0)
-        self.max_iter = as_int(max_iter, "max_iter", _OWNER, 1)
-        self.tol = as_float(tol, "tol", _OWNER, 0.0)
-        self.seed = as_int(seed, "seed", _OWNER)
-        self.batch_size = as_int(batch_size, "batch_size", _OWNER, 1)
+    @attrs.frozen
+    class Options:
+        components: int = option(10, "mixture components fitted to the codes", v.ge(1))
+        covariance: str = option("full", "covariance of each component: full, diag or spherical",
+                                 v.in_(COVARIANCES))
+        reg_covar: float = option(1e-4, "added to each covariance diagonal", v.ge(0.0))
+        max_iter: int = option(200, "most EM iterations", v.ge(1))
+        tol: float = option(1e-4, "EM stops when the mean log-likelihood changes by less (nats per code)", v.ge(0.0))
+        seed: int = option(0, "seed of the EM initialisation")
+        batch_size: int = option(256, "examples encoded at a time", v.ge(1))
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         self.mixture: GaussianMixture | None = None
         self.result: EMResult | None = None
         self.code_shape: tuple[int, ...] = ()
+
+    @staticmethod
+    def applies_to(model: Any) -> str | None:
+        if callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None)):
+            return None
+        return f"it needs a model with encode() and decode() (e.g. a VAE); {type(model).__name__} has none"
 
     @torch.no_grad()
     def codes(self, model: Any, data: Dataset) -> Tensor:
@@ -59,7 +74,7 @@ class LatentGMMSampler:
         device = next(model.parameters(), torch.zeros(())).device
         conditional = bool(getattr(model, "conditional", False))
         out = []
-        for batch in data.batches(self.batch_size):
+        for batch in data.batches(self.options.batch_size):
             batch = batch.to(device)
             z = model.encode(batch.x, condition=batch.y if conditional else None)
             out.append(z)
@@ -71,10 +86,11 @@ class LatentGMMSampler:
         z = self.codes(model, data)
         self.code_shape = tuple(z.shape[1:])
         z = z.reshape(z.shape[0], -1)
-        mixture = GaussianMixture(z.shape[1], self.components, self.covariance).to(z)
-        generator = torch.Generator(device=z.device).manual_seed(self.seed)
+        mixture = GaussianMixture(z.shape[1], self.options.components, self.options.covariance).to(z)
+        generator = torch.Generator(device=z.device).manual_seed(self.options.seed)
         try:
-            self.result = fit_em(mixture, z, max_iter=self.max_iter, tol=self.tol, reg_covar=self.reg_covar,
+            self.result = fit_em(mixture, z, max_iter=self.options.max_iter, tol=self.options.tol,
+                                 reg_covar=self.options.reg_covar,
                                  generator=generator)
         except (ValueError, FloatingPointError) as exc:
             raise ConfigError(f"{_OWNER}: EM on {len(data)} codes failed: {exc}") from None
@@ -82,12 +98,12 @@ class LatentGMMSampler:
         return mixture
 
     @torch.no_grad()
-    def __call__(self, model: Any, n: int, condition: Tensor | None = None,
+    def __call__(self, model: Any, n: int, *, condition: Tensor | None = None,
                  generator: torch.Generator | None = None, data: Dataset | None = None) -> Tensor:
         """``n`` samples like ``model.sample``: fit on ``data``'s codes, draw ``z``, ``model.decode(z)``."""
-        if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
-            raise ConfigError(f"{_OWNER} needs a model with encode() and decode() (e.g. a VAE); "
-                              f"{type(model).__name__} has none")
+        why = self.applies_to(model)
+        if why:
+            raise ConfigError(f"{_OWNER}: {why}")
         if data is None or len(data) == 0:
             raise DataError(f"{_OWNER} needs the training data to fit the latent codes")
         mixture = self.fit(model, data)
