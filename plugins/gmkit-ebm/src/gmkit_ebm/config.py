@@ -54,7 +54,8 @@ class EBMConfig:
     ais_step_size: float | None = _opt(None, "MALA step of AIS at beta = 1 (default: 1e-3 vectors, 1e-4 images)",
                                        _positive_or_none())
     nll_samples: int = _opt(16, "images: uniform draws per bin averaging exp(-E) over the bin in nll", v.ge(1))
-    energy_limit: float = _opt(1e4, "stop training when |mean energy| of data or samples exceeds this", v.gt(0.0))
+    energy_limit: float = _opt(
+        1e4, "stop training when the absolute mean energy of data, samples or noise exceeds this", v.gt(0.0))
     saturation: float = _opt(0.9, "stop training when this share of the negatives sits on the box bounds", [v.gt(0.0), v.le(1.0)])
     eval_seed: int = _opt(0, "seed of the AIS chains and the bin draws of nll")
 
