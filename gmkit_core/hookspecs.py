@@ -17,20 +17,20 @@ hookimpl = pluggy.HookimplMarker("gmkit")
 
 
 @hookspec
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     """Register models: ``register(name, target, family=, description=)``; the class declares likelihood and conditional."""
 
 
 @hookspec
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     """Register components: ``register(kind, name, target, description=)``; kind in prior, transform, schedule, network, sampler, trainer, feature."""
 
 
 @hookspec
-def gmkit_register_datasets(register):  # type: ignore[no-untyped-def]
+def gmkit_register_datasets(register):
     """Register datasets: ``register(name, target, description=, kind=)``; target(arg, split) -> Dataset."""
 
 
 @hookspec
-def gmkit_register_commands(cli):  # type: ignore[no-untyped-def]
+def gmkit_register_commands(cli):
     """Add click commands to the ``gmkit`` group ``cli``."""

@@ -66,7 +66,8 @@ class Decoder(nn.Module, ABC):
 class Prior(nn.Module, ABC):
     r"""A distribution :math:`p(z)` over latents of shape ``(*event)``.
 
-    ``log_prob(z)``: ``(B, *event) -> (B,)`` nats; ``sample(n)``: ``(n, *event)``.
+    ``log_prob(z)``: ``(B, *event) -> (B,)`` nats; ``sample(n, *, condition, generator)``: ``(n, *event)``
+    (``condition`` for priors conditioned on labels; others ignore it).
     Standard normal, mixtures, flows and autoregressive priors over codes all
     implement it; models ask for one by name through the registry.
     """
@@ -75,7 +76,8 @@ class Prior(nn.Module, ABC):
     def log_prob(self, z: Tensor) -> Tensor: ...
 
     @abstractmethod
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
+    def sample(self, n: int, *, condition: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor: ...
 
 
 class Transform(nn.Module, ABC):
@@ -211,7 +213,7 @@ class OptimizerGroup:
     schedule scale every group's ``lr`` by the same factor.
     """
 
-    params: tuple[nn.Parameter, ...] = attrs.field(converter=tuple)
+    params: tuple[nn.Parameter, ...] = attrs.field(converter=lambda ps: tuple(ps))
     lr: float | None = None
     betas: tuple[float, float] | None = None
     weight_decay: float | None = None
@@ -310,7 +312,7 @@ class GenerativeModel(nn.Module, ABC):
 
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """The optimisers of :meth:`train_step`, by name. Default: one group ``"model"`` of all trainable parameters."""
-        return {"model": OptimizerGroup(tuple(p for p in self.parameters() if p.requires_grad))}
+        return {"model": OptimizerGroup([p for p in self.parameters() if p.requires_grad])}
 
     def train_step(self, batch: Batch, step: Step) -> dict[str, Tensor]:
         """One optimisation step; returns the scalars to log (``"loss"`` among them).

@@ -125,13 +125,12 @@ class Registry:
         if self._explicit is not None:
             for item in self._explicit:
                 name, module = item if isinstance(item, tuple) else (item.__name__, item)
-                self._add(PluginInfo(name, "0", module.__name__), lambda m=module: m)
+                self._add(PluginInfo(name, "0", module.__name__), _returning(module))
             return
         eps = sorted(metadata.entry_points(group=GROUP), key=lambda ep: (ep.name != "gmkit-core", ep.name))
         for ep in eps:
-            dist = ep.dist.name if getattr(ep, "dist", None) is not None else ep.name
-            version = ep.dist.version if getattr(ep, "dist", None) is not None else "?"
-            self._add(PluginInfo(dist, version, ep.value), ep.load)
+            dist = ep.dist
+            self._add(PluginInfo(dist.name if dist else ep.name, dist.version if dist else "?", ep.value), ep.load)
 
     def add_plugin(self, module: ModuleType, name: str | None = None, version: str = "0") -> PluginInfo:
         """Register a plugin module by hand (after the installed ones)."""
@@ -291,6 +290,10 @@ class Registry:
     def _check_kind(kind: str) -> None:
         if kind not in KINDS:
             raise ConfigError(f"unknown kind '{kind}'; kinds: {', '.join(KINDS)}")
+
+
+def _returning(module: ModuleType) -> Callable[[], ModuleType]:
+    return lambda: module
 
 
 def call_checked(target: Callable[..., Any], kwargs: dict[str, Any], owner: str) -> Any:

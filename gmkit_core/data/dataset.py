@@ -26,7 +26,7 @@ class Batch(NamedTuple):
     def to(self, device: torch.device | str) -> Batch:
         return Batch(self.x.to(device), None if self.y is None else self.y.to(device))
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return self.x.shape[0]
 
 

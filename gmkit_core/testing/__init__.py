@@ -132,7 +132,7 @@ def _check_samples(net: GenerativeModel, n: int, condition: torch.Tensor | None,
     _require(tuple(x.shape) == (n, *spec.shape), "samples", f"shape {tuple(x.shape)}, expected {(n, *spec.shape)}")
     if spec.is_discrete:
         _require(x.dtype == torch.int64, "samples", f"images must be int64 levels, got {x.dtype}")
-        _require(int(x.min()) >= 0 and int(x.max()) < spec.levels, "samples",
+        _require(int(x.min()) >= 0 and int(x.max()) < (spec.levels or 0), "samples",
                  f"levels outside [0, {spec.levels}): min {int(x.min())}, max {int(x.max())}")
     else:
         _require(x.is_floating_point() and bool(torch.isfinite(x).all()), "samples", "vector samples must be finite floats")
@@ -169,7 +169,7 @@ def _check_seed(net: GenerativeModel, n: int, condition: torch.Tensor | None, de
     _require(not torch.equal(draw(3, 11), draw(4, 11)), "seed", "different seeds gave identical samples")
 
 
-def _check_save_load(net: GenerativeModel, name: str, cls: type, batch: Batch, n: int,
+def _check_save_load(net: GenerativeModel, name: str, cls: type[GenerativeModel], batch: Batch, n: int,
                      condition: torch.Tensor | None, device: torch.device) -> None:
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        ema_params = list(self.module.parameters())
+        ema_params: list[torch.Tensor] = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
         for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):

@@ -85,9 +85,10 @@ def train(model: str, data: str | Mapping[str, Any] = "digits", out: str | Path 
     ``train_overrides`` trainer options (see :class:`TrainConfig`). An existing
     ``out`` is replaced only with ``force`` or when it is the run being resumed.
     """
-    if out is None and resume is None:
+    target = out if out is not None else resume
+    if target is None:
         raise ConfigError("--out RUN.h5 is required (or --resume RUN.h5 to continue a run in place)")
-    out = check_run_path(out if out is not None else resume)
+    out = check_run_path(target)
     resume = check_run_path(resume, "--resume") if resume is not None else None
     if out.exists() and not force and (resume is None or out.resolve() != resume.resolve()):
         raise ConfigError(f"--out {out} exists; pass --force to replace it, or --resume {out} to continue it")

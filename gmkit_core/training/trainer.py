@@ -221,7 +221,7 @@ class _Loop:
         self.cursor = 0
         model.to(self.device)
         if config.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         if config.data_on_device and self.device.type != "cpu" and self._fits(self.train):
             self.train = Dataset(self.train.x.to(self.device), None if self.train.y is None else
                                  self.train.y.to(self.device), self.train.spec, self.train.split)
@@ -375,7 +375,7 @@ class _Loop:
         for micro in range(config.accumulate):
             batch = self._next_batch()
             sync = micro == config.accumulate - 1 or not self.world.distributed
-            context = self.wrapped.no_sync() if not sync else contextlib.nullcontext()  # type: ignore[operator]
+            context = self.wrapped.no_sync() if not sync else contextlib.nullcontext()
             with context:
                 with self._autocast():
                     out = self.wrapped(batch.x, batch.y)
