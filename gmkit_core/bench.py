@@ -18,6 +18,8 @@ from typing import Any
 import torch
 
 from .config import parse_assignments
+from .errors import ConfigError, GmkitError
+from .interfaces import likelihood_of
 
 __all__ = ["benchmark", "trainer_overhead", "format_table", "format_markdown"]
 
@@ -50,8 +52,11 @@ def benchmark(models: list[str], data: str, budget: float, assignments: tuple[st
     names = parse_metrics(metrics) if metrics else ()
     from .training import train
 
-    rows = []
+    if not budget > 0:
+        raise ConfigError(f"--budget must be a positive number of seconds, got {budget:g}")
     options = _per_model(assignments, models)
+    _check_pairings(models, data, options)  # every name and model/data pairing, before any training
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out_dir or tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -59,8 +64,12 @@ def benchmark(models: list[str], data: str, budget: float, assignments: tuple[st
             model_opts, train_opts = options[name]
             if progress:
                 progress(f"bench: training {name} on {data} for up to {budget:g}s")
-            result = train(name, data, folder / f"{name}.h5", seed=seed, overrides=model_opts,
-                           train_overrides={**train_opts, "max_minutes": budget / 60}, quiet=True, pictures=False)
+            try:
+                result = train(name, data, folder / f"{name}.h5", seed=seed, overrides=model_opts, force=True,
+                               train_overrides={**train_opts, "max_minutes": budget / 60}, quiet=True, pictures=False)
+            except GmkitError as exc:  # keep what finished; the CLI reports this row's error
+                rows.append({"model": name, "error": str(exc)})
+                continue
             model, outcome = result.run.model, result.outcome
             metrics = result.run.evaluate("test")
             generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
@@ -76,13 +85,31 @@ def benchmark(models: list[str], data: str, budget: float, assignments: tuple[st
             rows.append({
                 "model": name, "steps": outcome.step, "best_step": outcome.best_step, "train_s": round(outcome.seconds, 1),
                 "nll_nats": metrics.get("nll_nats"), "bits_per_dim": metrics.get("bits_per_dim"),
-                "likelihood": result.run.model.likelihood,
+                "likelihood": likelihood_of(result.run.model),
                 "train_examples_per_s": round(outcome.examples / outcome.seconds) if outcome.seconds else None,
                 "sample_64_s": round(sample_s, 3), "parameters": sum(p.numel() for p in model.parameters()),
                 **{k: v for k, v in metrics.items() if k.startswith("iwae_")},
                 **{k: v for k, v in quality.items() if k not in ("seed", "reference")},
             })
     return rows
+
+
+def _check_pairings(models: list[str], data: str, options: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Build every model (and its trainer settings) on ``data``'s spec: unknown names and bad pairings fail here."""
+    from .config import make_config
+    from .data import load
+    from .registry import registry
+    from .training import TrainConfig
+
+    spec = load(data, "train").spec
+    for name in models:
+        model_opts, train_opts = options[name]
+        cls = registry.entry("model", name).load()
+        try:
+            cls(make_config(cls.Config, model_opts, owner=f"model '{name}'"), spec)
+        except GmkitError as exc:
+            raise ConfigError(f"{name} cannot be benchmarked on {data}: {exc}") from None
+        make_config(TrainConfig, {**cls.defaults_for(spec), **train_opts}, owner=f"trainer of '{name}'")
 
 
 def trainer_overhead(model: str = "vae", data: str = "digits", steps: int = 1500, batch_size: int = 128,

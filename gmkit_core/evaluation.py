@@ -7,6 +7,7 @@ from typing import Any
 
 from .data import load
 from .errors import DataError
+from .interfaces import likelihood_of
 
 __all__ = ["evaluate_run", "evaluate_metrics"]
 
@@ -14,7 +15,13 @@ __all__ = ["evaluate_run", "evaluate_metrics"]
 def evaluate_run(run: Any, split: str = "test", data: str | None = None, batch_size: int = 256) -> dict[str, Any]:
     """``model.evaluate`` on ``split`` of the run's data (or ``data``), with what was evaluated."""
     source = data or run.data_source
-    ds = load(source, split)
+    try:
+        ds = load(source, split)
+    except DataError as exc:
+        if data is not None:
+            raise
+        raise DataError(f"this run's data '{source}' cannot be loaded here ({exc}); "
+                        "evaluate on a copy with --data SRC") from None
     spec = run.model.data
     if (ds.spec.kind, tuple(ds.spec.shape), ds.spec.levels) != (spec.kind, tuple(spec.shape), spec.levels):
         raise DataError(
@@ -23,8 +30,8 @@ def evaluate_run(run: Any, split: str = "test", data: str | None = None, batch_s
         )
     result = {"model": run.record.model, "dataset": source, "split": split}
     result.update(run.model.evaluate(ds, batch_size))
-    result.setdefault("exact", run.model.likelihood == "exact")
-    result["likelihood"] = run.model.likelihood
+    kind = likelihood_of(run.model)
+    result["likelihood"], result["exact"] = kind, kind == "exact"
     return result
 
 

@@ -159,3 +159,26 @@ def test_flipped_bytes_in_stored_weights_are_an_error(tmp_path):
 def test_plugins_listing_says_entry_or_entries():
     out = gmkit("plugins").stdout
     assert "1 entries" not in out
+
+
+def test_bench_checks_every_model_before_training_any(tmp_path):
+    line = one_error_line(gmkit("bench", "independent", "nosuch", "--data", "moons", "--budget", "5",
+                                "--out-dir", str(tmp_path)))
+    assert "no model named 'nosuch'" in line and not list(tmp_path.glob("*.h5"))
+    assert "glow cannot be benchmarked on moons" in one_error_line(
+        gmkit("bench", "independent", "glow", "--data", "moons", "--budget", "5"))
+
+
+@pytest.mark.parametrize("budget", ["0", "-1"])
+def test_bench_budget_must_be_positive(budget):
+    assert f"--budget must be a positive number of seconds, got {budget}" in one_error_line(
+        gmkit("bench", "independent", "--data", "moons", "--budget", budget))
+
+
+def test_bench_keeps_finished_results_when_a_later_model_fails(test_models):
+    from gmkit_core.bench import benchmark
+
+    rows = benchmark(["test_noisy", "test_diverging"], "moons:2000", budget=60,
+                     assignments=("train.steps=40", "train.eval_every=10", "train.batch_size=64"))
+    assert rows[0]["model"] == "test_noisy" and rows[0]["steps"] == 40 and "error" not in rows[0]
+    assert rows[1]["model"] == "test_diverging" and "diverged" in rows[1]["error"]

@@ -34,17 +34,7 @@ def _register() -> None:
         cli.add_command(command)
     from ..registry import registry
 
-    for info in registry.plugins():
-        if info.error:
-            continue
-        module = sys.modules.get(info.module)
-        hook = getattr(module, "gmkit_register_commands", None)
-        if hook is None:
-            continue
-        try:
-            hook(cli=cli)
-        except Exception as exc:  # a broken plugin must not take the CLI down
-            info.error = f"command registration failed: {type(exc).__name__}: {exc}"
+    registry.add_commands(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click's form of Ctrl-C (and of end of input at a prompt)
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
         click.echo("error: aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -35,7 +35,8 @@ def _split_overrides(assignments: tuple[str, ...], config: str | None) -> tuple[
 @click.command()
 @click.argument("model")
 @click.option("--data", "data", required=True, help="Dataset NAME[:ARG] or a file (see gmkit datasets).")
-@click.option("--out", required=True, type=_RUN, help="Run file to write (RUN.h5).")
+@click.option("--out", type=_RUN, help="Run file to write (RUN.h5); default with --resume: that file.")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
 @click.option("--steps", type=int, help="Total steps of the run (with --resume: continue up to this).")
 @click.option("--seed", type=int, help="Seed of weights, data order and noise.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
@@ -45,17 +46,25 @@ def _split_overrides(assignments: tuple[str, ...], config: str | None) -> tuple[
 @click.option("--device", help="cpu, cuda, cuda:N, mps (default: best available).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--no-pictures", is_flag=True, help="Do not write loss-curve and sample PNGs.")
-def train(model: str, data: str, out: str, steps: int | None, seed: int | None, assignments: tuple[str, ...],
-          config: str | None, resume: str | None, device: str | None, quiet: bool, no_pictures: bool) -> None:
+def train(model: str, data: str, out: str | None, force: bool, steps: int | None, seed: int | None,
+          assignments: tuple[str, ...], config: str | None, resume: str | None, device: str | None, quiet: bool,
+          no_pictures: bool) -> None:
     """Train MODEL on --data and write the run to --out."""
     from ..training import train as run_training
 
+    if out is None and resume is None:
+        raise click.UsageError("--out RUN.h5 is required (or --resume RUN.h5 to continue a run in place)")
     model_opts, train_opts = _split_overrides(assignments, config)
     result = run_training(model, data, out, steps=steps, seed=seed, overrides=model_opts,
                           train_overrides=train_opts, resume=resume, device=device, quiet=quiet,
-                          pictures=not no_pictures)
+                          pictures=not no_pictures, force=force)
+    out = str(result.run.path)
     o = result.outcome
     if not result.is_main:
+        return
+    for notice in result.notices:
+        click.echo(f"note: {notice}", err=True)
+    if result.notices and o.seconds == 0 and o.examples == 0:
         return
     if o.interrupted:
         click.echo(f"interrupted at step {o.step}; checkpoint written to {out}; "
@@ -77,7 +86,7 @@ def train(model: str, data: str, out: str, steps: int | None, seed: int | None, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sampler", help="A registered sampler (e.g. ddim, gmm); default: the model's own.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Sampler option (repeatable).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto (best available).")
 def sample(run: str, n: int, out: str, label: int | None, seed: int, sampler: str | None,
            options: tuple[str, ...], device: str) -> None:
     """Draw N samples from RUN and write them to --out."""
@@ -117,7 +126,7 @@ def sample(run: str, n: int, out: str, label: int | None, seed: int, sampler: st
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Evaluation-time model option (e.g. iwae_k=100).")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N, mps or auto (best available).")
 @click.option("--metrics", "metric_names", metavar="fd,kid,prdc",
               help="Also sample-quality metrics of --samples samples against --split (see docs/metrics.md).")
 @click.option("--samples", type=int, default=1000, show_default=True, help="Samples drawn for --metrics.")
@@ -212,10 +221,18 @@ def bench(models: tuple[str, ...], data: str, budget: float, assignments: tuple[
     doc: dict[str, Any] = {"data": data, "budget_s": budget, "results": rows}
     if overhead:
         doc["trainer_overhead"] = trainer_overhead(progress=None if as_json else lambda l: click.echo(l, err=True))
+    failed = [row for row in rows if "error" in row]
+    doc["results"] = [row for row in rows if "error" not in row]
+    if failed:
+        doc["failed"] = failed
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(format_markdown(doc) if markdown else format_table(doc))
+    if failed:
+        from ..errors import TrainingError
+
+        raise TrainingError("; ".join(f"{row['model']} failed: {row['error']}" for row in failed))
 
 
 COMMANDS = [train, sample, evaluate, info, bench]
