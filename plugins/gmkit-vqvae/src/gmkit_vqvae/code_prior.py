@@ -41,7 +41,9 @@ class UniformCodes(Prior):
         nats = math.prod(self.shape) * math.log(self.levels)
         return torch.full((z.shape[0],), -nats, dtype=self._device_anchor.dtype, device=z.device)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        if condition is not None:
+            raise ValueError("uniform_codes is an unconditional prior")
         return torch.randint(self.levels, (n, *self.shape), generator=generator, device=self._device_anchor.device)
 
 
