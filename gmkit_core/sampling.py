@@ -55,6 +55,9 @@ def draw(run: Any, n: int, label: int | None = None, seed: int = 0, sampler: str
     condition = None
     if label is not None:
         if not model.conditional:
+            if type(model).conditional and model.data.num_classes is None:
+                raise ConfigError(f"--label: this run's data ({model.data.name}) had no labels, so model "
+                                  f"'{run.record.model}' was trained unconditionally; sample without --label")
             raise ConfigError(f"model '{run.record.model}' is not conditional; --label needs a conditional model")
         classes = model.data.num_classes
         if classes is not None and not 0 <= label < classes:

@@ -182,3 +182,18 @@ def test_bench_keeps_finished_results_when_a_later_model_fails(test_models):
                      assignments=("train.steps=40", "train.eval_every=10", "train.batch_size=64"))
     assert rows[0]["model"] == "test_noisy" and rows[0]["steps"] == 40 and "error" not in rows[0]
     assert rows[1]["model"] == "test_diverging" and "diverged" in rows[1]["error"]
+
+
+def test_label_on_a_run_trained_without_labels_says_so(tmp_path):
+    pytest.importorskip("gmkit_diffusion")
+    out = str(tmp_path / "d.h5")
+    assert gmkit("train", "ddpm", "--data", "moons", "--out", out, "--steps", "2", "--set", "T=20",
+                 "--quiet", "--no-pictures").returncode == 0
+    line = one_error_line(gmkit("sample", out, "-n", "4", "--label", "1", "--out", str(tmp_path / "s.png")))
+    assert "this run's data (moons) had no labels" in line and "sample without --label" in line
+
+
+def test_eval_names_the_likelihood_kind(tmp_path):
+    out = str(tmp_path / "r.h5")
+    assert gmkit("train", "independent", "--data", "moons", "--out", out, *QUICK).returncode == 0
+    assert "likelihood: exact" in gmkit("eval", out).stdout

@@ -152,7 +152,8 @@ def evaluate(run: str, data: str | None, split: str, as_json: bool, assignments:
     if as_json:
         click.echo(json.dumps(result, indent=2, default=float))
         return
-    kind = "exact" if result.get("exact") else "upper bound" if r.model.likelihood != "none" else "none"
+    kind = {"exact": "exact", "bound": "upper bound", "estimate": "estimate (neither exact nor a bound)",
+            "none": "none (this model has no likelihood; judge it by sample quality: --metrics)"}[result["likelihood"]]
     click.echo(f"{result['model']} on {result['dataset']} ({split}, {result['n']} examples), likelihood: {kind}")
     skip = ("model", "dataset", "split", "n", "exact", "likelihood", "feature_extractor", "feature_sha256",
             "n_samples", "n_reference", "reference", "seed", "fd", "kid", "kid_std", "precision", "recall", "density",
