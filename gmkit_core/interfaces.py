@@ -310,6 +310,23 @@ class GenerativeModel(nn.Module, ABC):
         leaves in the module is saved as the run's weights.
         """
 
+    def fit_history(self) -> dict[str, dict[str, list[float]]]:
+        """History of fitting done outside the trainer's steps (e.g. EM iterations), ``{group: {key: values}}``.
+
+        Merged into the run's history and drawn in its loss picture (the first key
+        of a group is the x axis). Default: none.
+        """
+        return {}
+
+    def describe_fit(self) -> str | None:
+        """One line on fitting done outside the trainer's steps, printed after training (default: None)."""
+        return None
+
+    @property
+    def picture_sample_options(self) -> dict[str, Any]:
+        """Keywords of :meth:`sample` for the pictures ``gmkit train`` draws (e.g. a fast sampler); default none."""
+        return {}
+
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """The optimisers of :meth:`train_step`, by name. Default: one group ``"model"`` of all trainable parameters."""
         return {"model": OptimizerGroup([p for p in self.parameters() if p.requires_grad])}

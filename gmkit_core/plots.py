@@ -83,16 +83,21 @@ def sample_picture(model: Any, path: str | Path, seed: int = 0, n: int | None = 
         if spec.is_discrete and model.conditional and spec.num_classes:
             per = 8
             labels = torch.arange(spec.num_classes, device=device).repeat_interleave(per)
-            samples = model.sample(len(labels), condition=labels, generator=generator)
+            samples = model.sample(len(labels), condition=labels, generator=generator, **model.picture_sample_options)
             return save_samples_png(samples, spec, path, ncol=per)
-        samples = model.sample(n or (64 if spec.is_discrete else 2000), generator=generator)
+        samples = model.sample(n or (64 if spec.is_discrete else 2000), generator=generator,
+                               **model.picture_sample_options)
     return save_samples_png(samples, spec, path)
 
 
 def loss_curve(history: dict[str, Any], path: str | Path, title: str = "") -> Path | None:
-    """Training loss and validation score against steps."""
+    """Training loss and validation score against steps; a fit outside the steps (e.g. EM) as its own curve."""
     train = history.get("train", {})
     val = history.get("validation", {})
+    if len(train.get("step", [])) <= 1:  # no steps ran: draw the model's own fit history if it has one
+        other = {g: v for g, v in history.items() if g not in ("train", "validation") and len(v) >= 2}
+        if other:
+            return _fit_curve(other, path, title)
     if len(train.get("step", [])) == 0 and len(val.get("step", [])) == 0:
         return None
     plt, fig = _figure(6, 4)
@@ -103,6 +108,24 @@ def loss_curve(history: dict[str, Any], path: str | Path, title: str = "") -> Pa
         ax.plot(np.asarray(val["step"]), np.asarray(val["score"]), "o-", ms=3, lw=1.5,
                 label="validation score", color="#d2691e")
     ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def _fit_curve(groups: dict[str, Any], path: str | Path, title: str) -> Path:
+    """Each group's later keys against its first (e.g. EM log-likelihood against iteration)."""
+    plt, fig = _figure(6, 4)
+    ax = fig.add_subplot(111)
+    for group, values in groups.items():
+        (xname, x), *rest = values.items()
+        for name, y in rest:
+            ax.plot(np.asarray(x), np.asarray(y), "o-", ms=3, lw=1.2, label=f"{group}: {name.replace('_', ' ')}")
+        ax.set_xlabel(xname)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)

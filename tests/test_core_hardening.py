@@ -197,3 +197,24 @@ def test_eval_names_the_likelihood_kind(tmp_path):
     out = str(tmp_path / "r.h5")
     assert gmkit("train", "independent", "--data", "moons", "--out", out, *QUICK).returncode == 0
     assert "likelihood: exact" in gmkit("eval", out).stdout
+
+
+def test_a_fit_outside_the_steps_is_reported_and_drawn(tmp_path):
+    pytest.importorskip("gmkit_gmm")
+    out = tmp_path / "g.h5"
+    proc = gmkit("train", "gmm", "--data", "moons", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "EM: " in proc.stdout and "iterations, log-likelihood" in proc.stdout
+    assert "to step 0 in 0.0s" not in proc.stdout
+    from gmkit_core.artifact import read_run
+
+    em = read_run(out).history["em"]
+    assert len(em["iteration"]) == len(em["log_likelihood"]) > 2
+    assert (tmp_path / "g.loss.png").exists()
+
+
+def test_training_pictures_say_how_their_samples_were_drawn(tmp_path):
+    pytest.importorskip("gmkit_diffusion")
+    proc = gmkit("train", "ddpm", "--data", "moons", "--out", str(tmp_path / "d.h5"), "--steps", "2", "--set", "T=20")
+    assert proc.returncode == 0, proc.stderr
+    assert "d.samples.png (samples drawn with sampler=ddim" in proc.stdout

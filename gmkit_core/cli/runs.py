@@ -72,10 +72,18 @@ def train(model: str, data: str, out: str | None, force: bool, steps: int | None
         sys.exit(130)
     why = " (early stop)" if o.stopped_early else " (time budget)" if o.out_of_time else ""
     rate = o.examples / o.seconds if o.seconds else 0.0
-    click.echo(f"trained {model} to step {o.step}{why} in {o.seconds:.1f}s ({rate:,.0f} examples/s); "
-               f"best validation score {o.best_score:.5g} at step {o.best_step}; wrote {out}", err=quiet)
+    fitted = result.run.model.describe_fit()
+    if fitted:
+        click.echo(fitted, err=quiet)
+    if o.step or not fitted:
+        click.echo(f"trained {model} to step {o.step}{why} in {o.seconds:.1f}s ({rate:,.0f} examples/s); "
+                   f"best validation score {o.best_score:.5g} at step {o.best_step}", err=quiet)
+    click.echo(f"wrote {out}", err=quiet)
+    picture_options = result.run.model.picture_sample_options
     for path in result.pictures:
-        click.echo(f"wrote {path}", err=quiet)
+        how = f" (samples drawn with {', '.join(f'{k}={v}' for k, v in picture_options.items())})" \
+            if picture_options and str(path).endswith(".samples.png") else ""
+        click.echo(f"wrote {path}{how}", err=quiet)
 
 
 @click.command()

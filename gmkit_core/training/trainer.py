@@ -517,6 +517,8 @@ class _Loop:
         if type(model).finish is not GenerativeModel.finish and not outcome.interrupted:
             model.finish(self.data, nested_fit(self.config))
             snap.best = _clone(model)
+        for group, values in model.fit_history().items():
+            snap.history[group] = {k: torch.tensor(v, dtype=torch.float64) for k, v in values.items()}
         self._checkpoint(snap)
         return model
 
