@@ -187,3 +187,14 @@ def test_validation_score_is_a_fixed_seed_frechet_distance() -> None:
     x = model.sample(300, generator=torch.Generator().manual_seed(0))
     assert a == pytest.approx(frechet_distance(val.x.double(), x.double()), rel=1e-9)
     assert frechet_distance(val.x.double(), load("moons", "test").x.double()) < a
+
+
+def test_dominance_warning_in_a_real_run(tmp_path) -> None:
+    """A frozen generator (g_lr ~ 0) against a fast discriminator: the warning is raised during training."""
+    from gmkit_core.training import train
+
+    options = {"hidden": (32, 32), "latent_dim": 2, "g_lr": 1e-12, "d_lr": 1e-2, "r1_gamma": 0.0,
+               "health_patience": 20, "eval_samples": 20}
+    with pytest.warns(DiscriminatorDominanceWarning, match="lower d_lr"):
+        train("gan", "moons:512", tmp_path / "r.h5", steps=101, overrides=options, quiet=True, pictures=False,
+              train_overrides={"batch_size": 64, "threads": 1, "eval_every": 0})
