@@ -22,7 +22,7 @@ from .errors import ConfigError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found]  # Python 3.10 only
 
 __all__ = ["option", "make_config", "parse_assignments", "parse_literal", "read_toml", "config_to_dict", "describe_options"]
 
@@ -168,7 +168,7 @@ def describe_options(cls: type) -> list[dict[str, Any]]:
     for field in _fields(cls).values():
         default = field.default
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            default = default.factory()
+            default = default.factory()  # type: ignore[union-attr]
         choices = _choices(field)
         rows.append({
             "name": field.name,

@@ -133,6 +133,8 @@ def kl_normal(q: Normal, p: Normal) -> Tensor:
 class StandardNormal(Prior):
     r"""The prior :math:`p(z) = \mathcal N(0, I)` over ``shape``; ``log p(z) = -\tfrac12 (z^\top z + D\log 2\pi)``."""
 
+    _device_anchor: Tensor
+
     def __init__(self, shape: int | tuple[int, ...] = 1):
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)

@@ -13,6 +13,7 @@ Reference: Dinh et al., RealNVP (2017, arXiv:1605.08803), section 4.1.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,16 +31,19 @@ class Compose(Transform):
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
 
+    def _steps(self) -> list[Transform]:
+        return [cast(Transform, t) for t in self.transforms]
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         total = x.new_zeros(x.shape[0])
-        for t in self.transforms:
+        for t in self._steps():
             x, ladj = t(x)
             total = total + ladj
         return x, total
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
         total = y.new_zeros(y.shape[0])
-        for t in reversed(self.transforms):
+        for t in reversed(self._steps()):
             y, ladj = t.inverse(y)
             total = total + ladj
         return y, total
