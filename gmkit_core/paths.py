@@ -74,8 +74,8 @@ class GaussianPath(ABC):
         with torch.enable_grad():
             tt = t.detach().clone().requires_grad_(True)
             a, s = self.alpha(tt), self.sigma(tt)
-            da = torch.autograd.grad(a.sum(), tt, retain_graph=True, allow_unused=True, materialize_grads=True)[0]
-            ds = torch.autograd.grad(s.sum(), tt, allow_unused=True, materialize_grads=True)[0]
+            da, ds = (torch.autograd.grad(v.sum(), tt, retain_graph=True)[0] if v.requires_grad else torch.zeros_like(t)
+                      for v in (a, s))
         return a.detach(), s.detach(), da, ds
 
     def time_at(self, log_snr: Tensor, iters: int = 60) -> Tensor:

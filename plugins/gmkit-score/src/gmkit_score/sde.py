@@ -1,0 +1,200 @@
+r"""Score-based generative modelling with SDEs: VP, sub-VP and VE (Song et al., 2021, arXiv:2011.13456).
+
+Each SDE :math:`dx = f(t)x\,dt + g(t)\,dW` has Gaussian marginals :math:`x_t = \alpha(t)x_0 + \sigma(t)\epsilon`
+(a :class:`~gmkit_core.paths.GaussianPath`), with :math:`f = \dot\alpha/\alpha` and
+:math:`g^2 = \tfrac{d\sigma^2}{dt} - 2f\sigma^2`:
+
+- ``vp``: :math:`\beta(t) = \beta_0 + t(\beta_1 - \beta_0)`, :math:`\alpha = e^{-\frac14 t^2(\beta_1-\beta_0) - \frac12 t\beta_0}`,
+  :math:`\sigma^2 = 1 - \alpha^2` (eq. 11; DDPM's limit);
+- ``subvp``: the same :math:`\alpha`, :math:`\sigma = 1 - \alpha^2` (eq. 12);
+- ``ve``: :math:`\alpha = 1`, :math:`\sigma = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t` (eq. 9; SMLD's limit).
+
+Training is denoising score matching with the weight :math:`\lambda(t) = \sigma(t)^2` (eq. 7): the
+network predicts :math:`\hat\epsilon(c_{\rm in}x_t, t)` with :math:`c_{\rm in} = (\alpha^2 + \sigma^2)^{-1/2}`
+and :math:`s_\theta(x, t) = -\hat\epsilon/\sigma`, so the loss is :math:`E\|\hat\epsilon - \epsilon\|^2`,
+:math:`t \sim U[t_\epsilon, 1]` (antithetic). Sampling (``sample(method=...)``):
+
+- ``ode``: the probability-flow ODE with a shared solver (``sampler``, ``nfe``);
+- ``em``: Euler-Maruyama on the reverse SDE :math:`dx = [f x - g^2 s_\theta]dt + g\,d\bar W` (eq. 6),
+  ``steps`` uniform steps from 1 to :math:`t_\epsilon`, then :math:`\hat x_0` (Tweedie's denoising step);
+- ``pc``: predictor-corrector (algorithm 1 with the reverse-diffusion predictor and Langevin
+  corrector): after each predictor step, ``corrector_steps`` Langevin steps
+  :math:`x \leftarrow x + \eta s + \sqrt{2\eta}z`, :math:`\eta = 2(r\|z\|/\|s\|)^2`, ``snr`` :math:`= r`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import torch
+from attrs.validators import ge, gt, in_, instance_of
+from torch import Tensor
+
+from gmkit_core.data import Batch, DataSpec
+from gmkit_core.errors import ConfigError
+from gmkit_core.paths import GaussianPath, eps_from_x0
+
+from .base import ContinuousConfig, ContinuousModel, at, opt
+
+__all__ = ["ScoreSDE", "ScoreSDEConfig", "VPPath", "SubVPPath", "VEPath", "METHODS"]
+
+METHODS = ("ode", "em", "pc")
+
+
+class VPPath(GaussianPath):
+    """The VP SDE's marginals (``beta_min``, ``beta_max``; ``t_min`` = :math:`t_\\epsilon`)."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-5):
+        self.beta_min, self.beta_max, self.t_min = beta_min, beta_max, t_min
+
+    def log_alpha(self, t: Tensor) -> Tensor:
+        return -0.25 * t.square() * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return self.log_alpha(t).exp()
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return (-torch.expm1(2 * self.log_alpha(t))).sqrt()
+
+
+class SubVPPath(VPPath):
+    r"""The sub-VP SDE's marginals: :math:`\sigma = 1 - \alpha^2`."""
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return -torch.expm1(2 * self.log_alpha(t))
+
+
+class VEPath(GaussianPath):
+    r"""The VE SDE's marginals: :math:`\alpha = 1`, :math:`\sigma = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t`."""
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 20.0, t_min: float = 1e-5):
+        self.sigma_min, self.sigma_max, self.t_min = sigma_min, sigma_max, t_min
+
+    def alpha(self, t: Tensor) -> Tensor:
+        return torch.ones_like(t)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+
+@attrs.frozen
+class ScoreSDEConfig(ContinuousConfig):
+    """Options of ``score_sde``."""
+
+    sde: str = opt("vp", "vp, subvp or ve", in_(("vp", "subvp", "ve")))
+    beta_min: float = opt(0.1, "vp/subvp: beta(0)", gt(0.0))
+    beta_max: float = opt(20.0, "vp/subvp: beta(1)", gt(0.0))
+    sigma_min: float = opt(0.01, "ve: sigma(0)", gt(0.0))
+    sigma_max: float = opt(20.0, "ve: sigma(1) (about the largest distance between data points)", gt(0.0))
+    t_eps: float = opt(1e-5, "smallest time of training, sampling and the likelihood ODE", gt(0.0))
+    method: str = opt("ode", "sampling: ode (probability flow, shared solver), em (Euler-Maruyama), "
+                      "pc (predictor-corrector)", in_(METHODS))
+    steps: int = opt(500, "em/pc: reverse-SDE steps", instance_of(int), ge(1))
+    snr: float = opt(0.16, "pc: Langevin signal-to-noise ratio r", gt(0.0))
+    corrector_steps: int = opt(1, "pc: Langevin steps per predictor step", instance_of(int), ge(0))
+
+
+class ScoreSDE(ContinuousModel):
+    """Denoising score matching on an SDE's marginals; see the module docstring."""
+
+    Config: ClassVar[type] = ScoreSDEConfig
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 3000, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
+        "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 500, "patience": 0,
+    }
+
+    @classmethod
+    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
+        """2D toys: longer training, larger batches, the 4-layer MLP of width 256."""
+        if data.kind == "vector":
+            return {**cls.train_defaults, "steps": 10_000, "batch_size": 512, "eval_every": 2500, "lr": 1e-3}
+        return dict(cls.train_defaults)
+
+    def __init__(self, config: ScoreSDEConfig, data: DataSpec):
+        super().__init__(config, data)
+        if config.sde == "ve" and not config.sigma_min < config.sigma_max:
+            raise ConfigError(f"score_sde: sigma_min ({config.sigma_min}) must be below sigma_max ({config.sigma_max})")
+        if config.sde != "ve" and not config.beta_min < config.beta_max:
+            raise ConfigError(f"score_sde: beta_min ({config.beta_min}) must be below beta_max ({config.beta_max})")
+        if config.t_eps >= 0.5:
+            raise ConfigError(f"score_sde: t_eps must be small (< 0.5), got {config.t_eps}")
+        self.network = self.build_network()
+        c = config
+        self._path: GaussianPath = (VEPath(c.sigma_min, c.sigma_max, c.t_eps) if c.sde == "ve"
+                                    else (SubVPPath if c.sde == "subvp" else VPPath)(c.beta_min, c.beta_max, c.t_eps))
+
+    def path(self) -> GaussianPath:
+        return self._path
+
+    def eps_hat(self, x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+        r""":math:`\hat\epsilon(x_t, t, y)`; the score is :math:`-\hat\epsilon/\sigma(t)`."""
+        a, s = self._path.alpha(t), self._path.sigma(t)
+        c_in = at((a.square() + s.square()).rsqrt(), x_t)
+        return self.network(c_in * x_t, t, y)
+
+    def x0_from_network(self, x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+        a, s = at(self._path.alpha(t), x_t), at(self._path.sigma(t), x_t)
+        return (x_t - s * self.eps_hat(x_t, t, y)) / a
+
+    def loss(self, batch: Batch) -> dict[str, Tensor]:
+        x = self.to_model_space(batch.x)
+        y = self.drop_labels(self.labels(batch))
+        B, device = x.shape[0], x.device
+        u = torch.remainder(torch.rand((), device=device) + torch.arange(B, device=device) / B, 1.0)
+        t = self.config.t_eps + (1 - self.config.t_eps) * u
+        eps = torch.randn_like(x)
+        x_t = at(self._path.alpha(t), x) * x + at(self._path.sigma(t), x) * eps
+        loss = (self.eps_hat(x_t, t, y) - eps).square().flatten(1).mean(1).mean()
+        return {"loss": loss}
+
+    # -- sampling -------------------------------------------------------------------------------
+    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
+               sampler: str | None = None, nfe: int | None = None, guidance: float | None = None,
+               method: str | None = None, steps: int | None = None) -> Tensor:
+        """``method``: ode (``sampler``, ``nfe``), em or pc (``steps``); ``guidance`` scales classifier-free guidance."""
+        method = method or self.config.method
+        if method not in METHODS:
+            raise ConfigError(f"score_sde: unknown method '{method}'; methods: {', '.join(METHODS)}")
+        if method == "ode":
+            return super().sample(n, condition, generator, sampler, nfe, guidance)
+        return self.reverse_sde(n, condition, generator, method, steps or self.config.steps, guidance)
+
+    def sde_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`(f(t), g(t)^2)` of the forward SDE, each ``(B,)``."""
+        a, s, da, ds = self._path.derivatives(t)
+        f = da / a
+        return f, 2 * s * ds - 2 * f * s.square()
+
+    @torch.no_grad()
+    def reverse_sde(self, n: int, condition: Tensor | None, generator: torch.Generator | None, method: str,
+                    steps: int, guidance: float | None = None) -> Tensor:
+        """Euler-Maruyama (``em``) or predictor-corrector (``pc``) from the prior at ``t = 1``; data of the stored type."""
+        y = self.sampling_labels(n, condition, generator)
+        device, path = self.device(), self._path
+        one = torch.ones(n, device=device)
+        std = float((path.alpha(one[:1]).square() + path.sigma(one[:1]).square()).sqrt())
+        x = std * torch.randn((n, *self.data.shape), generator=generator, device=device)
+        times = torch.linspace(1.0, self.config.t_eps, steps + 1, device=device)
+
+        def score(x: Tensor, t: Tensor) -> Tensor:
+            x0 = self.denoise(x, t, y, guidance)
+            return -eps_from_x0(path, x, t, x0) / at(path.sigma(t), x)
+
+        for i in range(steps):
+            t, dt = times[i] * one, float(times[i] - times[i + 1])
+            f, g2 = self.sde_coefficients(t)
+            drift = at(f, x) * x - at(g2, x) * score(x, t)
+            z = torch.randn(x.shape, generator=generator, device=device)
+            x = x - drift * dt + at(g2 * dt, x).sqrt() * z
+            if method == "pc":
+                t_next = times[i + 1] * one
+                for _ in range(self.config.corrector_steps):
+                    s = score(x, t_next)
+                    z = torch.randn(x.shape, generator=generator, device=device)
+                    ratio = z.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1).clamp_min(1e-12)
+                    eta = at(2 * (self.config.snr * ratio).square(), x)
+                    x = x + eta * s + (2 * eta).sqrt() * z
+        x0 = self.denoise(x, times[-1] * one, y, guidance)
+        return self.decode(x0, generator, mode=True)
+
