@@ -42,7 +42,7 @@ from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import GenerativeModel
 from gmkit_core.paths import GaussianPath, broadcast, ode_velocity
 from gmkit_core.registry import registry
-from gmkit_core.solvers import SOLVERS, SolverOptions, solve
+from gmkit_core.solvers import SOLVERS
 
 from . import ode
 
@@ -129,11 +129,11 @@ class ContinuousModel(GenerativeModel):
 
     def build_network(self, out_channels: int | None = None) -> torch.nn.Module:
         """The registered denoiser network (``unet`` or ``mlp`` from gmkit-diffusion)."""
-        c, data, config = self.config, self.data, self.config
+        c, data = self.config, self.data
         shape = (data.shape[0] * self.input_multiplier, *data.shape[1:])
         options = ({"channels": c.channels, "mults": c.mults, "blocks": c.blocks, "attention": c.attention,
                     "heads": c.heads, "dropout": c.dropout} if self.network_name == "unet"
-                   else {"hidden": config.hidden, "depth": config.depth})
+                   else {"hidden": c.hidden, "depth": c.depth})
         return registry.get("network", self.network_name, shape=shape, out_channels=out_channels or data.shape[0],
                             num_classes=self.num_classes, **options)
 
@@ -215,10 +215,6 @@ class ContinuousModel(GenerativeModel):
             raise ConfigError(f"{self.name}: unknown sampler '{sampler}'; samplers: {', '.join(SOLVERS)}")
         return registry.get("sampler", sampler, nfe=nfe or self.config.nfe, guidance=guidance)(
             self, n, condition=condition, generator=generator)
-
-    def solve_ode(self, x: Tensor, y: Tensor | None, method: str, nfe: int) -> Tensor:
-        """Model-space :math:`\\hat x_0` from ``x`` at the solvers' first level (used by reflow)."""
-        return solve(method, lambda xt, t: self.denoise(xt, t, y, 1.0), self.path(), x, nfe, SolverOptions(nfe=nfe))
 
     # -- likelihood ---------------------------------------------------------------------------
     def ode_times(self) -> tuple[float, float]:

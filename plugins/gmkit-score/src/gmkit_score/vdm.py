@@ -204,7 +204,7 @@ class VDM(ContinuousModel):
         B = x.shape[0]
         diff = torch.zeros(B, device=device)
         recon = torch.zeros(B, device=device)
-        offsets = self.times(samples, generator, device)  # stratified over the draws of each example
+        offsets = torch.arange(samples, device=device) / samples  # stratified over the draws of each example
         u = torch.rand(B, generator=generator, device=device)
         for k in range(samples):
             t = torch.remainder(u + offsets[k], 1.0)
