@@ -7,14 +7,12 @@ from typing import Literal
 import attrs
 from attrs import validators as v
 
+from gmkit_core.config import option as _opt
+
 __all__ = ["EBMConfig", "JEMConfig"]
 
 
-def _opt(default, help: str, validator=None):  # type: ignore[no-untyped-def]  # noqa: ANN001, A002
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
-def _positive_or_none():  # type: ignore[no-untyped-def]  # noqa: ANN202
+def _positive_or_none() -> object:
     return v.optional(v.gt(0.0))
 
 

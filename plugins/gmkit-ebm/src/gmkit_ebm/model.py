@@ -375,7 +375,9 @@ class JEM(EBM):
         """The EBM figures plus ``accuracy`` of :meth:`predict` on labelled data."""
         out = super().evaluate(data, batch_size)
         if data.y is not None:
-            device = self.low.device
-            correct = sum(int((self.predict(b.x.to(device)) == b.y.to(device)).sum()) for b in data.batches(batch_size))
+            device, correct = self.low.device, 0
+            for b in data.batches(batch_size):
+                if b.y is not None:
+                    correct += int((self.predict(b.x.to(device)) == b.y.to(device)).sum())
             out["accuracy"] = correct / max(len(data), 1)
         return out
