@@ -29,6 +29,8 @@ class UniformCodes(Prior):
     ``sample(n)`` draws ``(n, *shape)`` int64 codes independently and uniformly.
     """
 
+    _device_anchor: Tensor
+
     def __init__(self, shape: int | tuple[int, ...], levels: int):
         super().__init__()
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
