@@ -61,7 +61,7 @@ def test_finish_fits_the_prior_on_time_major_code_images(clips: Dataset) -> None
     model.finish({"train": clips, "validation": clips}, fit)
     model.eval()
     assert bool(model.prior_fitted)
-    assert seen["overrides"] == {"steps": 1500, "eval_every": 100}
+    assert seen["overrides"] == {"steps": 600, "eval_every": 100}
     images = seen["data"]["train"].x
     assert images.shape == (24, 1, 4 * 4, 4) and seen["data"]["train"].spec.levels == 8
     assert torch.equal(images, volume_to_image(model.encode(clips.x)))

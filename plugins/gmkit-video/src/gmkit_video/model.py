@@ -98,7 +98,7 @@ class VideoGPTConfig:
     prior_options: tuple[str, ...] = option(("dim=64", "layers=4", "heads=4", "dropout=0.1"),
                                             "key=value options of the prior, e.g. prior_options=dim=64,layers=4",
                                             [v.instance_of(tuple), _assignments])
-    prior_train: tuple[str, ...] = option(("steps=1500", "eval_every=100"), "key=value trainer settings of stage 2 "
+    prior_train: tuple[str, ...] = option(("steps=600", "eval_every=100"), "key=value trainer settings of stage 2 "
                                           "over the prior's own defaults", [v.instance_of(tuple), _assignments])
     decode: str = option("sample", "how samples leave the decoder: a draw from p(x|z_q) or its mode",
                          v.in_(("sample", "mode")))
@@ -108,13 +108,15 @@ class VideoGPT(GenerativeModel):
     """3D VQ-VAE with a causal transformer prior over the code volume; ``nll`` is the bound above."""
 
     Config = VideoGPTConfig
+    prior_fitted: Tensor
+    prior_model: GenerativeModel
     likelihood: ClassVar[str] = "bound"
     conditional = False
     #: the prior's parameters get no gradient in stage 1
     ddp_find_unused_parameters: ClassVar[bool] = True
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 1000, "batch_size": 16, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
-        "warmup": 100, "grad_clip": 1.0, "ema": 0.0, "eval_every": 250,
+        "steps": 400, "batch_size": 16, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
+        "warmup": 100, "grad_clip": 1.0, "ema": 0.0, "eval_every": 100,
     }
 
     def __init__(self, config: VideoGPTConfig, data: DataSpec):
@@ -164,7 +166,7 @@ class VideoGPT(GenerativeModel):
         """Clips ``(B, T, C, H, W)`` levels -> network input ``(B', C, T', H, W)`` in [-1, 1] (per frame: B' = BT)."""
         if not self.config.temporal:
             x = x.reshape(-1, 1, *x.shape[2:])
-        return to_unit_interval(x, self.data.levels).to(self.quantizer.codebook.dtype).transpose(1, 2)
+        return to_unit_interval(x, int(self.data.levels or 0)).to(self.quantizer.codebook.dtype).transpose(1, 2)
 
     def _volume_of(self, codes: Tensor, batch: int) -> Tensor:
         """Encoder-layout codes ``(B', t', h, w)`` -> the clip's code volume ``(B, t, h, w)``."""

@@ -18,6 +18,9 @@ its own as ``(1, h, w)`` and sum the frames' log-probabilities.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 from torch import Tensor
 
@@ -66,11 +69,12 @@ def sample_after_prefix(prior: GenerativeModel, prefix: Tensor, generator: torch
     length = c * rows * cols
     sequence = torch.zeros(n, length, dtype=torch.long, device=prefix.device)
     sequence[:, :start] = prefix
+    logits_of = cast(Callable[[Tensor], Tensor], prior.logits)
     was_training = prior.training
     prior.eval()
     try:
         for p in range(start, length):
-            logits = prior.logits(sequence.reshape(n, rows, cols, c).permute(0, 3, 1, 2))[:, p]  # (n, K)
+            logits = logits_of(sequence.reshape(n, rows, cols, c).permute(0, 3, 1, 2))[:, p]  # (n, K)
             sequence[:, p] = sample_categorical(logits, generator)
     finally:
         prior.train(was_training)

@@ -126,6 +126,10 @@ class VolumeQuantizer(nn.Module):
     """
 
     codebook: Tensor
+    counts: Tensor
+    sums: Tensor
+    hits: Tensor
+    batches: Tensor
 
     def __init__(self, codebook_size: int, code_dim: int, decay: float = 0.99, eps: float = 1e-5,
                  dead_code_window: int = 0):

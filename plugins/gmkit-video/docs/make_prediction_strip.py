@@ -1,0 +1,31 @@
+"""Frame-prediction strip of a trained videogpt run: docs/models/video-prediction.png.
+
+    python plugins/gmkit-video/docs/make_prediction_strip.py RUN.h5 docs/models/video-prediction.png
+
+Rows come in pairs for the first 4 test clips of moving_digits: the true clip, then the model's
+continuation after priming with its first 4 frames (frames 0-3 are the given ones, 4-7 predicted,
+decoder mode, seed 0).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+import gmkit_core as gm
+from gmkit_core.plots_video import frame_strip
+
+
+def main(run_path: str, out: str, clips: int = 4, frames: int = 4) -> None:
+    model = gm.load(run_path).model.eval()
+    truth = gm.data.load("moving_digits", "test").x[:clips]
+    predicted = model.sample(clips, generator=torch.Generator().manual_seed(0), prime=truth, frames=frames,
+                             decode="mode")
+    rows = torch.stack([truth, predicted.cpu()], dim=1).reshape(2 * clips, *truth.shape[1:])
+    frame_strip(rows, out, levels=model.data.levels)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
