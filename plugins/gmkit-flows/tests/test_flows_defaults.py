@@ -6,7 +6,9 @@ The figures they give are measured in docs/models/flows.md (2D toys); here: that
 from __future__ import annotations
 
 import pytest
+from gmkit_flows.autoregressive import MaskedAutoregressive
 from gmkit_flows.elementwise import RationalQuadraticSpline
+from gmkit_flows.linear import InvertibleLinear
 
 from gmkit_core.data import DataSpec
 from gmkit_core.registry import registry
@@ -36,3 +38,13 @@ def test_vector_trainer_settings() -> None:
         assert vector["batch_size"] == 256 and vector["patience"] == 0 and vector["max_minutes"] == 0
         assert image == cls.train_defaults and image["batch_size"] == 64
     assert registry.entry("model", "nsf").load().defaults_for(VECTOR)["lr"] == 2e-3
+
+
+@pytest.mark.parametrize(("spec", "layers", "rotations"), [(VECTOR, 20, True), (IMAGE, 10, False)])
+def test_maf_depth_and_mixer_defaults_depend_on_the_data(spec: DataSpec, layers: int, rotations: bool) -> None:
+    model = registry.get("model", "maf", data=spec, hidden=8)
+    assert sum(isinstance(m, MaskedAutoregressive) for m in model.modules()) == layers
+    assert any(isinstance(m, InvertibleLinear) for m in model.modules()) == rotations
+    explicit = registry.get("model", "maf", data=spec, hidden=8, layers=3, mixer="none")
+    assert sum(isinstance(m, MaskedAutoregressive) for m in explicit.modules()) == 3
+    assert not any(isinstance(m, InvertibleLinear) for m in explicit.modules())

@@ -106,7 +106,7 @@ class FlowModel(GenerativeModel):
 
     #: trainer settings on vector data (:meth:`defaults_for`); ``train_defaults`` hold for images
     vector_train_defaults: ClassVar[dict[str, Any]] = VECTOR_TRAIN_DEFAULTS
-    #: options whose default (None) depends on the kind of data: name -> (value on images, value on vectors)
+    #: options whose default (None, or "auto") depends on the kind of data: name -> (on images, on vectors)
     kind_defaults: ClassVar[dict[str, tuple[Any, Any]]] = {}
 
     @classmethod
@@ -115,9 +115,9 @@ class FlowModel(GenerativeModel):
         return dict(cls.vector_train_defaults if data.kind == "vector" else cls.train_defaults)
 
     def setting(self, name: str) -> Any:
-        """The config's option ``name``, or its default for this kind of data (``kind_defaults``) when unset."""
+        """The config's option ``name``, or its value for this kind of data (``kind_defaults``) when unset or auto."""
         value = getattr(self.config, name)
-        if value is None and name in self.kind_defaults:
+        if (value is None or value == "auto") and name in self.kind_defaults:
             return self.kind_defaults[name][0 if self.data.is_image else 1]
         return value
 
@@ -211,12 +211,13 @@ def _flat(shape: tuple[int, ...], stack: Transform) -> Transform:
 
 @attrs.frozen
 class MAFConfig(DataOptions):
-    layers: int = option(10, "number of MADE layers", _POSITIVE)
+    layers: int | None = option(None, "number of MADE layers; default (none): 10 on images, 20 on vectors",
+                                v.optional(_POSITIVE))
     hidden: int = option(128, "hidden units per MADE layer", _POSITIVE)
     depth: int = option(2, "hidden layers per MADE", _POSITIVE)
     dropout: float | None = _dropout()
-    mixer: str = option("reverse", "between layers: none, reverse (permutation) or lu (invertible linear)",
-                        v.in_(MIXERS))
+    mixer: str = option("auto", "between layers: none, reverse (permutation), lu (invertible linear), or auto "
+                        "(reverse on images, lu on vectors)", v.in_(("auto", *MIXERS)))
     actnorm: bool = option(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
 
 
@@ -229,11 +230,13 @@ class MAF(FlowModel):
 
     Config = MAFConfig
     train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
+    #: 2D densities: twice the layers, rotations between them (8gaussians: docs/models/flows.md)
+    kind_defaults: ClassVar[dict[str, tuple[Any, Any]]] = {"layers": (10, 20), "mixer": ("reverse", "lu")}
 
     def build(self, shape: tuple[int, ...]) -> Transform:
         c = self.config
-        stack = autoregressive_stack(math.prod(shape), c.layers, "affine", c.hidden, c.depth, self.dropout, c.mixer,
-                                     c.actnorm, seed=c.seed)
+        stack = autoregressive_stack(math.prod(shape), self.setting("layers"), "affine", c.hidden, c.depth,
+                                     self.dropout, self.setting("mixer"), c.actnorm, seed=c.seed)
         return _flat(shape, stack)
 
 
