@@ -41,15 +41,16 @@ def _per_model(assignments: tuple[str, ...], models: list[str]) -> dict[str, tup
 
 def benchmark(models: list[str], data: str, budget: float, assignments: tuple[str, ...] = (), seed: int = 0,
               out_dir: str | None = None, progress: Callable[[str], None] | None = None,
-              metrics: str | None = None, samples: int = 1000, features: str | None = None) -> list[dict[str, Any]]:
+              sample_metrics: str | None = None, samples: int = 1000,
+              features: str | None = None) -> list[dict[str, Any]]:
     """Train each model for at most ``budget`` seconds (its default steps otherwise), best on validation kept.
 
-    ``metrics`` (e.g. ``"fd,kid,prdc"``) adds sample-quality columns: ``samples``
+    ``sample_metrics`` (e.g. ``"fd,kid,prdc"``) adds sample-quality columns: ``samples``
     samples (seed ``seed``) against the test split, in the ``features`` space.
     """
     from .metrics import parse_metrics, sample_quality
 
-    names = parse_metrics(metrics) if metrics else ()
+    names = parse_metrics(sample_metrics) if sample_metrics else ()
     from .training import train
 
     if not budget > 0:

@@ -226,7 +226,7 @@ def bench(models: tuple[str, ...], data: str, budget: float, assignments: tuple[
         parse_metrics(metric_names)  # a bad name fails before any training
     rows = benchmark(list(models), data, budget, assignments, seed=seed, out_dir=out_dir,
                      progress=None if as_json else lambda line: click.echo(line, err=True),
-                     metrics=metric_names, samples=samples, features=features)
+                     sample_metrics=metric_names, samples=samples, features=features)
     doc: dict[str, Any] = {"data": data, "budget_s": budget, "results": rows}
     if overhead:
         doc["trainer_overhead"] = trainer_overhead(progress=None if as_json else lambda l: click.echo(l, err=True))
