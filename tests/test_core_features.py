@@ -120,7 +120,7 @@ def test_inception_loads_a_local_state_dict_and_gives_2048_features(tmp_path):
     net.eval()
     with torch.no_grad():
         assert torch.allclose(features, net(u).double(), rtol=1e-5, atol=1e-6)
-    assert extractor._prepare(x).shape == (2, 3, 299, 299)
+    assert extractor._prepare(x, 17).shape == (2, 3, 299, 299)
     rgb = InceptionFeatures(str(path), levels=256)
     assert rgb(torch.randint(0, 256, (1, 3, 5, 5))).shape == (1, 2048)
     torch.save({"fc.weight": torch.zeros(3)}, tmp_path / "other.pth")

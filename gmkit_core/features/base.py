@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 from ..data import DataSpec
 from ..errors import DataError
 
-__all__ = ["FeatureExtractor", "file_sha256", "check_images"]
+__all__ = ["FeatureExtractor", "file_sha256", "check_images", "batched", "FIT_HINT"]
 
 FIT_HINT = "train an extractor for this data with `gmkit features fit --data SRC --out F.h5` and pass --features F.h5"
 
@@ -76,8 +77,8 @@ def check_images(x: Tensor, name: str, shapes: tuple[tuple[int, ...], ...] | Non
                         f"[{int(x.min())}, {int(x.max())}]; {FIT_HINT}")
 
 
-def batched(fn: object, x: Tensor, batch_size: int) -> Tensor:
+def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tensor:
     """``fn`` over ``x`` in batches, without gradients, concatenated as float64."""
     with torch.no_grad():
-        parts = [fn(x[i:i + batch_size]).double() for i in range(0, x.shape[0], batch_size)]  # type: ignore[operator]
+        parts = [fn(x[i:i + batch_size]).double() for i in range(0, x.shape[0], batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float64)

@@ -36,14 +36,16 @@ def accuracy(net: ConvClassifier, data: Dataset, batch_size: int = 1024) -> floa
 
 def _scores(net: ConvClassifier, data: Dataset, batch_size: int = 1024) -> tuple[float, float]:
     """(accuracy, mean cross-entropy in nats) of ``net`` on labelled ``data``."""
-    assert data.y is not None
+    if data.y is None:
+        raise DataError(NO_LABELS.format(name=data.spec.name))
     net.eval()
     right, nats = 0, 0.0
     with torch.no_grad():
-        for b in data.batches(batch_size):
-            logits = net(b.x)
-            right += int((logits.argmax(1) == b.y).sum())
-            nats += float(F.cross_entropy(logits, b.y, reduction="sum"))
+        for start in range(0, len(data), batch_size):
+            x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
+            logits = net(x)
+            right += int((logits.argmax(1) == y).sum())
+            nats += float(F.cross_entropy(logits, y, reduction="sum"))
     return right / max(len(data), 1), nats / max(len(data), 1)
 
 
@@ -100,16 +102,17 @@ def _optimise(net: ConvClassifier, train: Dataset, validation: Dataset | None, s
     augment = torch.Generator().manual_seed(seed + 2)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     best: tuple[float, float, int, dict[str, Tensor]] = (math.inf, -1.0, steps, {})
+    assert train.y is not None  # checked by train_classifier
     perm, cursor = torch.randperm(len(train), generator=order), 0
     for step in range(1, steps + 1):
         if cursor + batch_size > len(perm):
             perm, cursor = torch.randperm(len(train), generator=order), 0
-        batch = train.batch(perm[cursor:cursor + batch_size])
+        index = perm[cursor:cursor + batch_size]
         cursor += batch_size
         for group in optimizer.param_groups:  # cosine decay to 0
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))
         net.train()
-        loss = F.cross_entropy(net(_shift(batch.x, shift, augment)), batch.y)
+        loss = F.cross_entropy(net(_shift(train.x[index], shift, augment)), train.y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

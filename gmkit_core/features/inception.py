@@ -43,6 +43,16 @@ class Conv(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
+def _row(cin: int, cout: int, k: int) -> Conv:
+    """A 1 x k convolution that keeps the size."""
+    return Conv(cin, cout, (1, k), padding=(0, k // 2))
+
+
+def _col(cin: int, cout: int, k: int) -> Conv:
+    """A k x 1 convolution that keeps the size."""
+    return Conv(cin, cout, (k, 1), padding=(k // 2, 0))
+
+
 def _avg3(x: Tensor) -> Tensor:
     return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
 
@@ -89,12 +99,11 @@ class BlockC(nn.Module):
 
     def __init__(self, cin: int, c7: int):
         super().__init__()
-        row, col = {"kernel": (1, 7), "padding": (0, 3)}, {"kernel": (7, 1), "padding": (3, 0)}
         self.branch1x1 = Conv(cin, 192, 1)
-        self.branch7x7_1, self.branch7x7_2, self.branch7x7_3 = Conv(cin, c7, 1), Conv(c7, c7, **row), Conv(c7, 192, **col)
+        self.branch7x7_1, self.branch7x7_2, self.branch7x7_3 = Conv(cin, c7, 1), _row(c7, c7, 7), _col(c7, 192, 7)
         self.branch7x7dbl_1 = Conv(cin, c7, 1)
-        self.branch7x7dbl_2, self.branch7x7dbl_3 = Conv(c7, c7, **col), Conv(c7, c7, **row)
-        self.branch7x7dbl_4, self.branch7x7dbl_5 = Conv(c7, c7, **col), Conv(c7, 192, **row)
+        self.branch7x7dbl_2, self.branch7x7dbl_3 = _col(c7, c7, 7), _row(c7, c7, 7)
+        self.branch7x7dbl_4, self.branch7x7dbl_5 = _col(c7, c7, 7), _row(c7, 192, 7)
         self.branch_pool = Conv(cin, 192, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -114,8 +123,7 @@ class ReduceD(nn.Module):
         super().__init__()
         self.branch3x3_1, self.branch3x3_2 = Conv(cin, 192, 1), Conv(192, 320, 3, stride=2)
         self.branch7x7x3_1 = Conv(cin, 192, 1)
-        self.branch7x7x3_2 = Conv(192, 192, (1, 7), padding=(0, 3))
-        self.branch7x7x3_3 = Conv(192, 192, (7, 1), padding=(3, 0))
+        self.branch7x7x3_2, self.branch7x7x3_3 = _row(192, 192, 7), _col(192, 192, 7)
         self.branch7x7x3_4 = Conv(192, 192, 3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -132,13 +140,12 @@ class BlockE(nn.Module):
 
     def __init__(self, cin: int, max_pool: bool):
         super().__init__()
-        row, col = {"kernel": (1, 3), "padding": (0, 1)}, {"kernel": (3, 1), "padding": (1, 0)}
         self.max_pool = max_pool
         self.branch1x1 = Conv(cin, 320, 1)
         self.branch3x3_1 = Conv(cin, 384, 1)
-        self.branch3x3_2a, self.branch3x3_2b = Conv(384, 384, **row), Conv(384, 384, **col)
+        self.branch3x3_2a, self.branch3x3_2b = _row(384, 384, 3), _col(384, 384, 3)
         self.branch3x3dbl_1, self.branch3x3dbl_2 = Conv(cin, 448, 1), Conv(448, 384, 3, padding=1)
-        self.branch3x3dbl_3a, self.branch3x3dbl_3b = Conv(384, 384, **row), Conv(384, 384, **col)
+        self.branch3x3dbl_3a, self.branch3x3dbl_3b = _row(384, 384, 3), _col(384, 384, 3)
         self.branch_pool = Conv(cin, 192, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -223,9 +230,10 @@ class InceptionFeatures(FeatureExtractor):
                             f"({spec.kind} {tuple(spec.shape)})")
         self.levels = spec.levels
 
-    def _prepare(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def _prepare(x: Tensor, levels: int) -> Tensor:
         """Levels -> ``[-1, 1]``, grey -> RGB, bilinear resize to 299 x 299: ``(n, 3, 299, 299)``."""
-        u = x.float() / (self.levels - 1) * 2 - 1
+        u = x.float() / (levels - 1) * 2 - 1
         u = u.expand(-1, 3, -1, -1) if u.shape[1] == 1 else u
         return F.interpolate(u, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
 
@@ -236,4 +244,4 @@ class InceptionFeatures(FeatureExtractor):
         check_images(x, self.name, None, levels)
         if x.shape[1] not in (1, 3):
             raise DataError(f"feature extractor {self.name} takes 1 or 3 channels, got {x.shape[1]}")
-        return batched(lambda b: self.net(self._prepare(b)), x.cpu(), self.batch_size)
+        return batched(lambda b: self.net(self._prepare(b, levels)), x.cpu(), self.batch_size)

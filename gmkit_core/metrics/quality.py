@@ -80,18 +80,16 @@ def draw_samples(run: Any, n: int, seed: int = 0, sampler: str | None = None, op
     """
     if n < 1:
         raise ConfigError(f"--samples must be at least 1, got {n}")
+    if batch_size < 1:
+        raise ConfigError(f"sampling batch size must be at least 1, got {batch_size}")
     model = run.model
-    classes = model.data.num_classes if model.conditional else None
+    classes: int | None = model.data.num_classes if model.conditional else None
     labels = torch.arange(n) % classes if classes else None
-    counts = torch.bincount(labels, minlength=classes).tolist() if labels is not None else [n]
-    seeds = iter(torch.randint(0, 2**62, (n // max(batch_size, 1) + len(counts) + 1,),
-                               generator=torch.Generator().manual_seed(seed)).tolist())
-    parts = []
-    for c, count in enumerate(counts):
-        for start in range(0, count, batch_size):
-            size = min(batch_size, count - start)
-            parts.append(run.sample(size, label=c if labels is not None else None, seed=next(seeds), sampler=sampler,
-                                    **(options or {})).cpu())
+    counts = [n] if classes is None else [n // classes + (c < n % classes) for c in range(classes)]
+    chunks = [(c, min(batch_size, count - start)) for c, count in enumerate(counts) for start in range(0, count, batch_size)]
+    seeds = torch.randint(0, 2**62, (len(chunks),), generator=torch.Generator().manual_seed(seed)).tolist()
+    parts = [run.sample(size, label=c if labels is not None else None, seed=s, sampler=sampler, **(options or {})).cpu()
+             for (c, size), s in zip(chunks, seeds, strict=True)]
     return torch.cat(parts), (labels.sort().values if labels is not None else None)
 
 
