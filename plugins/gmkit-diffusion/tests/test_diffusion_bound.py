@@ -112,8 +112,7 @@ def test_stratified_subset_estimate_is_unbiased():
 def test_marginal_nll_adds_log_num_classes_and_is_looser_than_the_log_mean_exp_over_labels():
     """-log p(x) <= b(x, y) + log K (marginal_nll, one bound) and >= -log mean_y exp(-b(x, y)) (all K labels)."""
     spec = DataSpec("toy", "image", (1, 4, 4), levels=3, num_classes=4)
-    # channels=16: two channels per norm group, so the additive class embedding survives the group norm
-    model = registry.get("model", "ddpm", data=spec, T=20, channels=16, mults=(1,), attention=(), blocks=1).eval()
+    model = registry.get("model", "ddpm", data=spec, T=20, channels=8, mults=(1,), attention=(), blocks=1).eval()
     with torch.no_grad():  # labels must matter: perturb the zero-initialised output layer
         for p in model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))

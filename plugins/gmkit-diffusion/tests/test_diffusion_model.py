@@ -140,3 +140,18 @@ def test_custom_schedule_from_config():
     spec = DataSpec("v", "vector", (2,))
     model = registry.get("model", "ddpm", data=spec, schedule="custom", betas="0.1,0.2,0.3")
     assert model.schedule.T == 3 and torch.allclose(model.schedule.betas, torch.tensor([0.1, 0.2, 0.3]).double())
+
+
+@pytest.mark.parametrize("channels", [4, 8, 16])
+def test_narrow_unets_still_see_time_and_label(channels):
+    """Group norm never gets one-channel groups, which would erase the per-channel conditioning vector."""
+    spec = DataSpec("d", "image", (1, 8, 8), levels=5, num_classes=3)
+    model = registry.get("model", "ddpm", data=spec, channels=channels, mults=(1,), attention=(), blocks=1,
+                         heads=1, prediction="eps").eval()  # eval: no dropout, so only t and y can differ
+    _perturbed(model, 0.1)
+    x = torch.randn(1, 1, 8, 8).expand(2, -1, -1, -1)
+    same_y = torch.tensor([1, 1])
+    assert not torch.allclose(model.network(x, torch.tensor([3, 700]), same_y)[0],
+                              model.network(x, torch.tensor([3, 700]), same_y)[1], atol=1e-6)
+    assert not torch.allclose(model.network(x, torch.tensor([5, 5]), torch.tensor([0, 2]))[0],
+                              model.network(x, torch.tensor([5, 5]), torch.tensor([0, 2]))[1], atol=1e-6)

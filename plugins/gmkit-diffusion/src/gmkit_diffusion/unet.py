@@ -25,7 +25,13 @@ __all__ = ["UNet"]
 
 
 def _norm(channels: int) -> nn.GroupNorm:
-    groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
+    """Up to 8 groups of at least 4 channels (1 group below 8 channels).
+
+    A group of one channel would subtract that channel's spatial mean, and with it the
+    conditioning vector that :class:`ResBlock` adds as a per-channel constant: the block
+    would then ignore ``t`` and ``y``.
+    """
+    groups = next((g for g in (8, 4, 2) if channels % g == 0 and channels // g >= 4), 1)
     return nn.GroupNorm(groups, channels)
 
 
