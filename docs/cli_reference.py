@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from gmkit_core.cli import _register, cli
 
 CORE_COMMANDS = ["plugins", "models", "datasets", "datasets export", "options", "train", "sample", "eval", "info",
-                 "bench"]
+                 "bench", "metrics", "features list", "features fit"]
 
 
 def render() -> str:
