@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .errors import ArtifactError
+from .errors import ArtifactError, ConfigError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "RunRecord", "write_run", "read_run", "load", "Run"]
 
@@ -268,10 +269,19 @@ class Run:
 
         return draw(self, n, label=label, seed=seed, sampler=sampler, options=options)
 
-    def evaluate(self, split: str = "test", data: str | None = None, batch_size: int = 256) -> dict[str, Any]:
-        """Likelihood figures on a split of the run's data (or of ``data``)."""
-        from .evaluation import evaluate_run
+    def evaluate(self, split: str = "test", data: str | None = None, batch_size: int = 256,
+                 metrics: str | Sequence[str] | None = None, **quality: Any) -> dict[str, Any]:
+        """Likelihood figures on a split of the run's data (or of ``data``).
 
+        ``metrics`` (e.g. ``"fd,kid,prdc"``) adds sample-quality figures against the
+        same split; ``quality`` goes to :func:`gmkit_core.metrics.sample_quality` (``n``, ``seed``, ...).
+        """
+        from .evaluation import evaluate_metrics, evaluate_run
+
+        if metrics:
+            return evaluate_metrics(self, metrics, split=split, data=data, batch_size=batch_size, **quality)
+        if quality:
+            raise ConfigError(f"{', '.join(quality)}: sample-quality options need metrics=, e.g. metrics='fd,kid,prdc'")
         return evaluate_run(self, split=split, data=data, batch_size=batch_size)
 
 

@@ -159,3 +159,26 @@ def test_bench_gains_metric_columns(capsys):
     from gmkit_core.bench import format_table
 
     assert "FD" in format_table({"data": "digits", "budget_s": 2, "results": [row]})
+
+
+def test_run_evaluate_takes_metrics(runs):
+    from gmkit_core.errors import ConfigError
+
+    run = load_run(runs / "moons.h5")
+    result = run.evaluate(metrics="fd,kid", n=200, seed=3)
+    assert {"nll_nats", "fd", "kid", "kid_std"} <= set(result) and "precision" not in result
+    assert result["feature_extractor"] == "points" and result["n_samples"] == 200
+    with pytest.raises(ConfigError, match="need metrics="):
+        run.evaluate(n=200)
+
+
+@pytest.mark.parametrize("args", [["metrics", "--help"], ["features", "fit", "--help"], ["features", "list"]])
+def test_metric_commands_start_without_torch(args):
+    import subprocess
+
+    code = (f"import sys, runpy; sys.argv = ['gmkit', *{args!r}]\n"
+            "try:\n    runpy.run_module('gmkit_core.cli', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
