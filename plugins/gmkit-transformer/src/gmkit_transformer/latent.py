@@ -322,8 +322,8 @@ class Latent(GenerativeModel):
         """
         stage1, stage2 = self._ready()
         device = self.stage2_fitted.device
-        generator = self._generator(device)
-        sums = {"recon": 0.0, "entropy": 0.0, "latent": 0.0, "bound": 0.0, "iwae": 0.0}
+        generator, iwae_generator = self._generator(device), self._generator(device, 1)  # IWAE has its own stream,
+        sums = {"recon": 0.0, "entropy": 0.0, "latent": 0.0, "bound": 0.0, "iwae": 0.0}  # so the bound's draws match nll's
         k = self.config.iwae_k if self.kind == GAUSSIAN and likelihood_of(stage2) == "exact" else 0
         with self._eval():
             for b in data.batches(batch_size):
@@ -331,7 +331,7 @@ class Latent(GenerativeModel):
                 for key, value in self.terms(x, generator).items():
                     sums[key] += float(value.double().sum())
                 if k:
-                    sums["iwae"] += float(self.iwae_nll(x, k, generator).double().sum())
+                    sums["iwae"] += float(self.iwae_nll(x, k, iwae_generator).double().sum())
         n = max(len(data), 1)
         dims = data.spec.dims
         out: dict[str, Any] = {
