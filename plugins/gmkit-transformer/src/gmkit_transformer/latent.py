@@ -104,15 +104,17 @@ class Latent(GenerativeModel):
 
     Config = LatentConfig
     likelihood: ClassVar[str] = "bound"
-    conditional: ClassVar[bool] = False
+    conditional = False
     #: The main fit trains stage one (default ``vae``): gmkit-vae's settings for its ``vae``.
     train_defaults: ClassVar[dict[str, Any]] = {
         "steps": 6000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
         "schedule": "cosine", "warmup": 0, "grad_clip": 0.0, "ema": 0.0, "eval_every": 250, "patience": 0,
     }
 
-    stage1: GenerativeModel | None
+    stage1: Any  # a GenerativeModel keeping a stage-one contract (duck-typed), or None until loaded
     stage2: GenerativeModel | None
+    stage2_fitted: Tensor
+    stage1_record: Tensor
 
     def __init__(self, config: LatentConfig, data: DataSpec):
         super().__init__(config, data)
@@ -132,7 +134,7 @@ class Latent(GenerativeModel):
         self._build(model, info)
 
     # -- construction ---------------------------------------------------------------------
-    def _build(self, stage1: GenerativeModel, info: dict[str, Any]) -> None:
+    def _build(self, stage1: Any, info: dict[str, Any]) -> None:
         self.kind = stages.latent_kind(stage1, info["model"])
         self.stage1, self.info = stage1, info
         if self.frozen:
@@ -158,7 +160,7 @@ class Latent(GenerativeModel):
         """Stage one comes from a run file and is not trained here."""
         return bool(self.config.stage1)
 
-    def _ready(self) -> tuple[GenerativeModel, GenerativeModel]:
+    def _ready(self) -> tuple[Any, GenerativeModel]:
         if self.stage1 is None or self.stage2 is None:
             raise ConfigError(f"model 'latent': stage1={self.config.stage1}: no such run file")
         return self.stage1, self.stage2
@@ -175,7 +177,7 @@ class Latent(GenerativeModel):
 
     # -- stage one's latents --------------------------------------------------------------
     @contextlib.contextmanager
-    def _eval(self) -> Iterator[tuple[GenerativeModel, GenerativeModel]]:
+    def _eval(self) -> Iterator[tuple[Any, GenerativeModel]]:
         """Both stages in eval mode, no gradients."""
         stage1, stage2 = self._ready()
         modes = stage1.training, stage2.training

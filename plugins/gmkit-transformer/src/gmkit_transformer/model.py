@@ -59,7 +59,7 @@ class Transformer(GenerativeModel):
 
     Config = TransformerConfig
     likelihood: ClassVar[str] = "exact"
-    conditional: ClassVar[bool] = False
+    conditional = False
     # Measured on digits (1000 training images), see docs/models/transformer.md.
     train_defaults: ClassVar[dict[str, Any]] = {
         "steps": 3000, "batch_size": 32, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.01,
@@ -83,7 +83,7 @@ class Transformer(GenerativeModel):
         c, h, w = data.shape
         self.net = CausalTransformer((c, h, w), data.levels, config.dim, config.layers, config.heads,
                                      config.mlp_ratio, config.dropout, config.positions,
-                                     data.num_classes if self.conditional else 0)
+                                     int(data.num_classes or 0) if self.conditional else 0)
 
     # -- sequences <-> images ------------------------------------------------------
     def to_sequence(self, x: Tensor) -> Tensor:
@@ -155,4 +155,4 @@ class Transformer(GenerativeModel):
 class ConditionalTransformer(Transformer):
     """Class-conditional transformer :math:`p(x \\mid y)`: a learned class embedding added at every position."""
 
-    conditional: ClassVar[bool] = True
+    conditional = True

@@ -47,6 +47,11 @@ class Positions(nn.Module):
     plus the learned channel table :math:`Q_c`.
     """
 
+    rows: Tensor
+    cols: Tensor
+    channels: Tensor
+    table: Tensor
+
     def __init__(self, kind: str, dim: int, shape: tuple[int, int, int]):
         super().__init__()
         C, H, W = shape

@@ -52,7 +52,7 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def latent_kind(model: GenerativeModel, name: str) -> str:
+def latent_kind(model: Any, name: str) -> str:
     """:data:`GAUSSIAN` or :data:`CODES` for a stage one that keeps a contract, else a ConfigError naming it."""
     if getattr(model, "conditional", False):
         raise ConfigError(f"model 'latent': stage one '{name}' is label-conditional; use an unconditional one")
@@ -73,7 +73,7 @@ def latent_kind(model: GenerativeModel, name: str) -> str:
     raise ConfigError(f"model 'latent': stage one '{name}' does not keep the contract: {CONTRACT}")
 
 
-def latent_spec(model: GenerativeModel, kind: str) -> DataSpec:
+def latent_spec(model: Any, kind: str) -> DataSpec:
     """The data stage two models: vectors ``(D,)`` or code images ``(1, h, w)`` with ``K`` levels."""
     if kind == GAUSSIAN:
         return DataSpec("latents", "vector", (int(model.config.latent_dim),))
