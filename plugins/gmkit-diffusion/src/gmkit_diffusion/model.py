@@ -38,6 +38,7 @@ from gmkit_core.interfaces import GenerativeModel, NoiseSchedule
 from gmkit_core.registry import registry
 
 from . import bound, parameterization
+from .path import DDPMPath, to_step
 from .samplers import DDIMSampler, DDPMSampler
 
 __all__ = ["DDPM", "DDPMConfig"]
@@ -174,6 +175,7 @@ class DDPM(GenerativeModel):
     def denoise(self, xt: Tensor, t: Tensor, y: Tensor | None = None, guidance: float | None = None) -> Tensor:
         r""":math:`\hat x_0(x_t, t, y)`, ``(B, *shape)``; with ``y`` and a guidance scale ``s != 1``,
         :math:`\hat\epsilon_\varnothing + s(\hat\epsilon_y - \hat\epsilon_\varnothing)` (equivalently on :math:`\hat x_0`)."""
+        t = to_step(t, self.schedule.T) if t.is_floating_point() else t  # continuous time: the nearest step
         s = self.config.guidance if guidance is None else guidance
         if y is None or s == 1.0:
             x0 = self._x0(xt, t, y)
@@ -183,6 +185,10 @@ class DDPM(GenerativeModel):
             cond, uncond = both.chunk(2)
             x0 = uncond + s * (cond - uncond)
         return x0.clamp(-1, 1) if self.levels and self.config.clip_x0 else x0
+
+    def path(self) -> DDPMPath:
+        """The schedule in continuous time, ``t = step / T``, for the shared samplers (euler, heun, dpmpp_2m)."""
+        return DDPMPath(self.schedule)
 
     def _x0(self, xt: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
         out = self.network(xt, t, y)
