@@ -12,6 +12,7 @@ from score_helpers import build
 
 from gmkit_core.data import Dataset, DataSpec, load
 from gmkit_core.errors import ConfigError
+from gmkit_core.registry import registry
 from gmkit_core.testing import check_model
 from gmkit_core.training.config import TrainConfig
 from gmkit_core.training.trainer import nested_fit
@@ -95,3 +96,15 @@ def test_conformance_on_images_with_the_hutchinson_estimate() -> None:
     for name in ("score_sde", "flow_matching"):
         check_model(name, data="digits", divergence="hutchinson", nfe=3, ode_steps=1, **SMALL_UNET,
                     **({"steps": 3} if name == "score_sde" else {}))
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m"])
+def test_shared_samplers_draw_from_ddpm(sampler: str) -> None:
+    spec = load("digits", "train").spec
+    model = build("ddpm", spec, T=100, **SMALL_UNET).eval()
+    draw = registry.get("sampler", sampler, nfe=5)
+    assert draw.applies_to(model) is None
+    a = draw(model, 3, condition=torch.tensor([1, 2, 3]), generator=torch.Generator().manual_seed(0))
+    b = draw(model, 3, condition=torch.tensor([1, 2, 3]), generator=torch.Generator().manual_seed(0))
+    assert a.shape == (3, 1, 8, 8) and a.dtype == torch.int64 and torch.equal(a, b)
+    assert int(a.min()) >= 0 and int(a.max()) < 17

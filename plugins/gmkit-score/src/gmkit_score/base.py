@@ -97,10 +97,13 @@ class ContinuousModel(GenerativeModel):
 
     @classmethod
     def likelihood_kind(cls, data: DataSpec | None = None, config: Any = None) -> str:
-        """``bound`` with the exact divergence; ``estimate`` with Hutchinson's."""
+        """With the exact divergence: ``bound`` on discrete images (dequantisation), ``exact`` on vectors (the
+        flow's density, ODE error aside); with Hutchinson's: ``estimate``."""
         if config is None or data is None:
-            return "bound (exact divergence), estimate (hutchinson)"
-        return "estimate" if cls.resolved_divergence(config, data) == "hutchinson" else "bound"
+            return "exact (vector), bound (image); estimate with divergence=hutchinson"
+        if cls.resolved_divergence(config, data) == "hutchinson":
+            return "estimate"
+        return "exact" if data.kind == "vector" else "bound"
 
     @staticmethod
     def resolved_divergence(config: Any, data: DataSpec) -> str:
