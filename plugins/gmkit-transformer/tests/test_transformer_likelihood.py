@@ -59,4 +59,4 @@ def test_loss_is_mean_nll_and_bits_per_dim(float64_default):
     x = torch.randint(5, (4, 1, 2, 3))
     out = model.loss(Batch(x))
     assert torch.allclose(out["loss"], model.nll(Batch(x)).mean())
-    assert math.isclose(float(out["bits_per_dim"]), float(out["loss"]) / (6 * math.log(2)))
+    assert math.isclose(float(out["bits_per_dim"]), float(out["loss"].detach()) / (6 * math.log(2)))
