@@ -84,3 +84,10 @@ def test_a_plugin_trainer_is_selected_by_name(tmp_path, test_models):
     with pytest.raises(NotRegisteredError, match="no trainer named 'nope'; available: default, test_short"):
         train("test_noisy", "moons:2000", tmp_path / "x.h5", steps=2, quiet=True, pictures=False,
               train_overrides={"trainer": "nope"})
+
+
+def test_the_progress_bar_shows_the_models_own_figures():
+    from gmkit_core.training.trainer import _postfix
+
+    line = _postfix({"loss": 0.7, "d_loss": 1.4, "d_real_acc": 0.5, "d_fake_acc": 0.25}, 1000.0)
+    assert line == "loss 0.7  d_loss 1.4  d_real_acc 0.5  d_fake_acc 0.25  1,000 ex/s"

@@ -435,7 +435,7 @@ class _Loop:
         for key, value in {**values, "lr": lr}.items():
             hist.setdefault(key, []).append(value)
         if bar is not None:
-            bar.set_postfix_str(f"loss {values['loss']:.4g}  {rate:,.0f} ex/s", refresh=False)
+            bar.set_postfix_str(_postfix(values, rate), refresh=False)
             bar.update(self.step - bar.n)
 
     def _eval_module(self) -> GenerativeModel:
@@ -536,6 +536,12 @@ def nested_fit(parent: TrainConfig) -> Callable[..., GenerativeModel]:
         return DefaultTrainer().fit(model, data, make_config(TrainConfig, settings, owner="stage trainer"))
 
     return fit
+
+
+def _postfix(values: dict[str, float], rate: float, most: int = 6) -> str:
+    """The progress bar's figures: the loss, then up to ``most - 1`` more logged scalars, then the rate."""
+    shown = ["loss", *[k for k in values if k != "loss"][: most - 1]]
+    return "  ".join(f"{k} {values[k]:.4g}" for k in shown if k in values) + f"  {rate:,.0f} ex/s"
 
 
 def _stderr(line: str) -> None:
