@@ -133,13 +133,13 @@ def _dpmpp_2m(denoise: DenoiseFn, path: GaussianPath, x: Tensor, t: Tensor, lam:
     """DPM-Solver++(2M) over the levels (first order on the first step), then x0-hat at the last one."""
     tt = t.to(x.dtype)
     alpha, sigma = path.alpha(tt).double(), path.sigma(tt).double()
-    xs, prev, h_prev = x.double(), None, None
+    xs, prev, h_prev = x.double(), None, 1.0
     for i in range(len(t)):
         d0 = denoise(xs.to(x.dtype), _at(float(t[i]), x)).double()
         if i == len(t) - 1:
             return d0.to(x.dtype)
         h = float(lam[i + 1] - lam[i]) / 2  # in half log-SNR, log(alpha / sigma), as the paper's lambda
-        d = d0 if prev is None else (1 + 1 / (2 * h_prev / h)) * d0 - (1 / (2 * h_prev / h)) * prev
+        d = d0 if prev is None else (1 + h / (2 * h_prev)) * d0 - (h / (2 * h_prev)) * prev
         xs = float(sigma[i + 1] / sigma[i]) * xs - float(alpha[i + 1]) * math.expm1(-h) * d
         prev, h_prev = d0, h
     raise AssertionError("unreachable")

@@ -91,7 +91,9 @@ class ContinuousModel(GenerativeModel):
     """Shared by ``vdm``, ``score_sde`` and ``flow_matching``; see the module docstring."""
 
     likelihood: ClassVar[str] = "bound"
-    conditional: ClassVar[bool] = True
+    conditional: bool = True
+    scale: Tensor
+    levels: int | None
     #: the network's extra input channels per data channel (VDM's Fourier features)
     input_multiplier: int = 1
 
@@ -169,7 +171,7 @@ class ContinuousModel(GenerativeModel):
         if y is None or self.config.label_dropout <= 0:
             return y
         drop = torch.rand(y.shape, device=y.device) < self.config.label_dropout
-        return torch.where(drop, torch.full_like(y, self.num_classes), y)
+        return torch.where(drop, torch.full_like(y, int(self.num_classes or 0)), y)
 
     def sampling_labels(self, n: int, condition: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
         """``condition`` checked and moved to the device; a conditional model without one draws uniform labels."""
@@ -200,7 +202,7 @@ class ContinuousModel(GenerativeModel):
         s = self.config.guidance if guidance is None else guidance
         if condition is None or s == 1.0:
             return self.x0_from_network(x_t, t, condition)
-        null = torch.full_like(condition, self.num_classes)
+        null = torch.full_like(condition, int(self.num_classes or 0))
         both = self.x0_from_network(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([condition, null]))
         cond, uncond = both.chunk(2)
         return uncond + s * (cond - uncond)

@@ -51,6 +51,8 @@ class LinearGamma(_Gamma):
 
     def __init__(self, gamma_min: float = -13.3, gamma_max: float = 5.0):
         super().__init__()
+        self.gamma_0: Tensor
+        self.gamma_1: Tensor
         self.register_buffer("gamma_0", torch.tensor(float(gamma_min)))
         self.register_buffer("gamma_1", torch.tensor(float(gamma_max)))
 

@@ -88,7 +88,7 @@ def _dynamics(velocity: Velocity, divergence: str, probe: Tensor | None) -> Call
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             v = velocity(x, t)
-            div = divergence_exact(v, x) if divergence == "exact" else divergence_hutchinson(v, x, probe)
+            div = divergence_exact(v, x) if probe is None else divergence_hutchinson(v, x, probe)
         return v.detach(), div.detach()
 
     return f

@@ -10,7 +10,7 @@ _PKG = "gmkit_score"
 
 
 @gmkit_core.hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):  # noqa: ANN001, ANN201 - pluggy hook
     register("vdm", f"{_PKG}.vdm:VDM", family="diffusion",
              description="variational diffusion in continuous time: learned log-SNR, Fourier features, "
                          "discrete decoder; nll = the full variational bound")

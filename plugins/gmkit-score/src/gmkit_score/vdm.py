@@ -115,7 +115,7 @@ class VDM(ContinuousModel):
         else:
             self.exponents = tuple(config.fourier)
         self.input_multiplier = 1 + 2 * len(self.exponents)
-        out = data.shape[0] * (self.levels if self.prediction == "levels" else 1)
+        out = data.shape[0] * (int(self.levels or 1) if self.prediction == "levels" else 1)
         self.network = self.build_network(out)
         self.gamma = (LearnedGamma(config.gamma_min, config.gamma_max, config.schedule_hidden)
                       if config.schedule == "learned" else LinearGamma(config.gamma_min, config.gamma_max))
@@ -128,7 +128,8 @@ class VDM(ContinuousModel):
         return at(torch.sigmoid(-gamma).sqrt(), like), at(torch.sigmoid(gamma).sqrt(), like)
 
     def _centres(self, like: Tensor) -> Tensor:
-        return to_unit_interval(torch.arange(self.levels, device=like.device), self.levels).to(like.dtype)
+        levels = int(self.levels or 0)
+        return to_unit_interval(torch.arange(levels, device=like.device), levels).to(like.dtype)
 
     def eps_and_x0(self, z: Tensor, t: Tensor, gamma: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
         r"""``(eps_hat, x0_hat)`` at :math:`z_t` with :math:`\gamma(t)` given (so a caller controls its gradient)."""
