@@ -14,7 +14,7 @@ _DATA = "gmkit_core.data"
 
 
 @hookimpl
-def gmkit_register_datasets(register):  # type: ignore[no-untyped-def]
+def gmkit_register_datasets(register):
     register("digits", f"{_DATA}.builtin:digits", description="scikit-learn 8x8 digits, 17 levels, labels 0-9")
     register("digits32", f"{_DATA}.builtin:digits32",
              description="the digits upsampled to 32x32 (bilinear, rounded), 17 levels, labels 0-9")
@@ -42,7 +42,7 @@ def gmkit_register_datasets(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     register("prior", "standard_normal", "gmkit_core.distributions:StandardNormal",
              description="N(0, I) over a latent of shape `shape`")
     register("feature", "points", "gmkit_core.features.points:Points",

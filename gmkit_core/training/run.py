@@ -65,7 +65,7 @@ def _check_resume(previous: RunRecord, resume: Path, model: str, source: str, ov
     if previous.model != model:
         raise ConfigError(f"--resume {resume} holds a '{previous.model}' run, not '{model}'")
     stored = previous.data["source"]
-    if stored != source and stored != previous.data.get("given", stored) and source != IN_MEMORY:
+    if source != IN_MEMORY and source not in (stored, previous.data.get("given", stored)):
         raise ConfigError(f"--resume {resume} was trained on '{stored}', not '{source}'")
     if overrides:
         raise ConfigError("model options cannot change on --resume; the run's own config is used")

@@ -98,7 +98,7 @@ def test_samples_are_the_level_whose_bin_holds_the_output(y: float, levels: int)
     k = int(model.from_model_space(torch.tensor([y])))
     centres = torch.linspace(-1, 1, levels, dtype=torch.float64)
     assert 0 <= k < levels
-    assert abs(centres[k] - y) <= (centres - y).abs().min() + 1e-9   # the nearest bin centre
+    assert abs(centres[k] - y) <= (centres - y).abs().min() + 1e-6   # the nearest bin centre (float32 ties)
 
 
 def test_real_images_are_bin_centres_plus_noise_within_the_bin() -> None:
