@@ -26,8 +26,12 @@ TOOLS = ["pytest-xdist", "ruff", "mypy"]
 
 
 def _fingerprint() -> str:
-    files = [ROOT / "constraints.txt", ROOT / "pyproject.toml", *(p / "pyproject.toml" for p in PLUGINS),
-             ROOT / "tests" / "example_plugin" / "pyproject.toml"]
+    files = [
+        ROOT / "constraints.txt",
+        ROOT / "pyproject.toml",
+        *(p / "pyproject.toml" for p in PLUGINS),
+        ROOT / "tests" / "example_plugin" / "pyproject.toml",
+    ]
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
@@ -40,8 +44,22 @@ def use_env(session: nox.Session) -> None:
         session.run(sys.executable, "-m", "venv", str(ENV), external=True)
     if not stamp.exists() or stamp.read_text() != _fingerprint():
         editable = [arg for p in PLUGINS for arg in ("-e", str(p))]
-        session.run(str(python), "-m", "pip", "install", "-q", "-c", "constraints.txt", "-e", ".[test]", *editable,
-                    "-e", "tests/example_plugin", *TOOLS, external=True)
+        session.run(
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-c",
+            "constraints.txt",
+            "-e",
+            ".[test]",
+            *editable,
+            "-e",
+            "tests/example_plugin",
+            *TOOLS,
+            external=True,
+        )
         stamp.write_text(_fingerprint())
     session.env["VIRTUAL_ENV"] = str(ENV)
     session.env["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -99,8 +117,19 @@ def bench(session: nox.Session) -> None:
     """Equal-budget comparison on digits and the trainer overhead, written into docs/benchmarks.md."""
     use_env(session)
     models = session.posargs or ["vae", "pixelcnn", "realnvp", "gmm", "ddpm"]
-    table = session.run("gmkit", "bench", *models, "--data", "digits", "--budget", "180", "--overhead", "--markdown",
-                        silent=True, external=True)
+    table = session.run(
+        "gmkit",
+        "bench",
+        *models,
+        "--data",
+        "digits",
+        "--budget",
+        "180",
+        "--overhead",
+        "--markdown",
+        silent=True,
+        external=True,
+    )
     page = ROOT / "docs" / "benchmarks.md"
     text = page.read_text()
     head, _, rest = text.partition(BENCH_START)

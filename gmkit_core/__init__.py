@@ -28,8 +28,18 @@ from .hookspecs import hookimpl
 from .registry import registry
 
 __all__ = [
-    "API_VERSION", "__version__", "hookimpl", "registry", "data", "load", "GmkitError", "ConfigError",
-    "DataError", "ArtifactError", "NotRegisteredError", "TrainingError",
+    "API_VERSION",
+    "__version__",
+    "hookimpl",
+    "registry",
+    "data",
+    "load",
+    "GmkitError",
+    "ConfigError",
+    "DataError",
+    "ArtifactError",
+    "NotRegisteredError",
+    "TrainingError",
 ]
 
 _LAZY = {

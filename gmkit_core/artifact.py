@@ -151,13 +151,22 @@ def write_run(path: str | Path, record: RunRecord) -> Path:
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs.update({
-                "format": FORMAT, "format_version": FORMAT_VERSION, "gmkit_core_version": __version__,
-                "plugin": record.plugin, "plugin_version": record.plugin_version, "model": record.model,
-                "config_class": record.config_class, "config": json.dumps(record.config),
-                "train_config": json.dumps(record.train_config), "data": json.dumps(record.data),
-                "created": record.created or now, "updated": now,
-            })
+            f.attrs.update(
+                {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "gmkit_core_version": __version__,
+                    "plugin": record.plugin,
+                    "plugin_version": record.plugin_version,
+                    "model": record.model,
+                    "config_class": record.config_class,
+                    "config": json.dumps(record.config),
+                    "train_config": json.dumps(record.train_config),
+                    "data": json.dumps(record.data),
+                    "created": record.created or now,
+                    "updated": now,
+                }
+            )
             _put_state(f.create_group("best"), record.best)
             for name, state in (("model", record.weights), ("ema", record.ema)):
                 if state is not None:
@@ -202,18 +211,26 @@ def read_run(path: str | Path, weights_only: bool = False) -> RunRecord:
                 )
             a = f.attrs
             record = RunRecord(
-                model=str(a["model"]), plugin=str(a["plugin"]), plugin_version=str(a["plugin_version"]),
-                config_class=str(a["config_class"]), config=json.loads(a["config"]),
-                train_config=json.loads(a["train_config"]), data=json.loads(a["data"]),
-                best=_get_state(f["best"]), created=str(a["created"]),
+                model=str(a["model"]),
+                plugin=str(a["plugin"]),
+                plugin_version=str(a["plugin_version"]),
+                config_class=str(a["config_class"]),
+                config=json.loads(a["config"]),
+                train_config=json.loads(a["train_config"]),
+                data=json.loads(a["data"]),
+                best=_get_state(f["best"]),
+                created=str(a["created"]),
             )
             if not weights_only:
                 record.weights = _get_state(f["model"]) if "model" in f else None
                 record.ema = _get_state(f["ema"]) if "ema" in f else None
                 if "optimizer" in f:
                     opt = f["optimizer"]
-                    record.optimizer = ({"model": _get_optimizer(opt)} if "param_groups" in opt.attrs  # version 1
-                                        else {name: _get_optimizer(opt[name]) for name in opt})
+                    record.optimizer = (
+                        {"model": _get_optimizer(opt)}
+                        if "param_groups" in opt.attrs  # version 1
+                        else {name: _get_optimizer(opt[name]) for name in opt}
+                    )
                 record.trainer = _get_tree(f["trainer"]) if "trainer" in f else {}
                 record.history = _get_tree(f["history"]) if "history" in f else {}
                 record.samples = _get_tree(f["samples"]) if "samples" in f else {}
@@ -262,15 +279,22 @@ class Run:
         self.model.to(device)
         return self
 
-    def sample(self, n: int, label: int | None = None, seed: int = 0, sampler: str | None = None,
-               **options: Any) -> torch.Tensor:
+    def sample(
+        self, n: int, label: int | None = None, seed: int = 0, sampler: str | None = None, **options: Any
+    ) -> torch.Tensor:
         """``n`` samples (of class ``label`` for conditional models), seeded."""
         from .sampling import draw
 
         return draw(self, n, label=label, seed=seed, sampler=sampler, options=options)
 
-    def evaluate(self, split: str = "test", data: str | None = None, batch_size: int = 256,
-                 metrics: str | Sequence[str] | None = None, **quality: Any) -> dict[str, Any]:
+    def evaluate(
+        self,
+        split: str = "test",
+        data: str | None = None,
+        batch_size: int = 256,
+        metrics: str | Sequence[str] | None = None,
+        **quality: Any,
+    ) -> dict[str, Any]:
         """Likelihood figures on a split of the run's data (or of ``data``).
 
         ``metrics`` (e.g. ``"fd,kid,prdc"``) adds sample-quality figures against the

@@ -39,10 +39,18 @@ def _per_model(assignments: tuple[str, ...], models: list[str]) -> dict[str, tup
     return out
 
 
-def benchmark(models: list[str], data: str, budget: float, assignments: tuple[str, ...] = (), seed: int = 0,
-              out_dir: str | None = None, progress: Callable[[str], None] | None = None,
-              sample_metrics: str | None = None, samples: int = 1000,
-              features: str | None = None) -> list[dict[str, Any]]:
+def benchmark(
+    models: list[str],
+    data: str,
+    budget: float,
+    assignments: tuple[str, ...] = (),
+    seed: int = 0,
+    out_dir: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    sample_metrics: str | None = None,
+    samples: int = 1000,
+    features: str | None = None,
+) -> list[dict[str, Any]]:
     """Train each model for at most ``budget`` seconds (its default steps otherwise), best on validation kept.
 
     ``sample_metrics`` (e.g. ``"fd,kid,prdc"``) adds sample-quality columns: ``samples``
@@ -66,8 +74,17 @@ def benchmark(models: list[str], data: str, budget: float, assignments: tuple[st
             if progress:
                 progress(f"bench: training {name} on {data} for up to {budget:g}s")
             try:
-                result = train(name, data, folder / f"{name}.h5", seed=seed, overrides=model_opts, force=True,
-                               train_overrides={**train_opts, "max_minutes": budget / 60}, quiet=True, pictures=False)
+                result = train(
+                    name,
+                    data,
+                    folder / f"{name}.h5",
+                    seed=seed,
+                    overrides=model_opts,
+                    force=True,
+                    train_overrides={**train_opts, "max_minutes": budget / 60},
+                    quiet=True,
+                    pictures=False,
+                )
             except GmkitError as exc:  # keep what finished; the CLI reports this row's error
                 rows.append({"model": name, "error": str(exc)})
                 continue
@@ -83,15 +100,22 @@ def benchmark(models: list[str], data: str, budget: float, assignments: tuple[st
                 if progress:
                     progress(f"bench: {', '.join(names)} of {name} from {samples} samples")
                 quality = sample_quality(result.run, names, n=samples, seed=seed, features=features)
-            rows.append({
-                "model": name, "steps": outcome.step, "best_step": outcome.best_step, "train_s": round(outcome.seconds, 1),
-                "nll_nats": metrics.get("nll_nats"), "bits_per_dim": metrics.get("bits_per_dim"),
-                "likelihood": likelihood_of(result.run.model),
-                "train_examples_per_s": round(outcome.examples / outcome.seconds) if outcome.seconds else None,
-                "sample_64_s": round(sample_s, 3), "parameters": sum(p.numel() for p in model.parameters()),
-                **{k: v for k, v in metrics.items() if k.startswith("iwae_")},
-                **{k: v for k, v in quality.items() if k not in ("seed", "reference")},
-            })
+            rows.append(
+                {
+                    "model": name,
+                    "steps": outcome.step,
+                    "best_step": outcome.best_step,
+                    "train_s": round(outcome.seconds, 1),
+                    "nll_nats": metrics.get("nll_nats"),
+                    "bits_per_dim": metrics.get("bits_per_dim"),
+                    "likelihood": likelihood_of(result.run.model),
+                    "train_examples_per_s": round(outcome.examples / outcome.seconds) if outcome.seconds else None,
+                    "sample_64_s": round(sample_s, 3),
+                    "parameters": sum(p.numel() for p in model.parameters()),
+                    **{k: v for k, v in metrics.items() if k.startswith("iwae_")},
+                    **{k: v for k, v in quality.items() if k not in ("seed", "reference")},
+                }
+            )
     return rows
 
 
@@ -113,16 +137,23 @@ def _check_pairings(models: list[str], data: str, options: dict[str, tuple[dict[
         make_config(TrainConfig, {**cls.defaults_for(spec), **train_opts}, owner=f"trainer of '{name}'")
 
 
-def trainer_overhead(model: str = "vae", data: str = "digits", steps: int = 1500, batch_size: int = 128,
-                     repeats: int = 3, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def trainer_overhead(
+    model: str = "vae",
+    data: str = "digits",
+    steps: int = 1500,
+    batch_size: int = 128,
+    repeats: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Median time ratio (trainer loop) / (hand-written loop) over ``repeats`` alternating runs."""
     from .data import load
     from .registry import registry
     from .training import DefaultTrainer, TrainConfig
 
     train_ds = load(data, "train")
-    config = TrainConfig(steps=steps, batch_size=batch_size, eval_every=0, checkpoint_every=0, quiet=True,
-                         device="cpu", lr=1e-3)
+    config = TrainConfig(
+        steps=steps, batch_size=batch_size, eval_every=0, checkpoint_every=0, quiet=True, device="cpu", lr=1e-3
+    )
 
     def fresh() -> Any:
         torch.manual_seed(0)
@@ -138,7 +169,7 @@ def trainer_overhead(model: str = "vae", data: str = "digits", steps: int = 1500
         for _ in range(steps):
             if cursor + batch_size > len(perm):
                 perm, cursor = torch.randperm(len(train_ds), generator=order), 0
-            batch = train_ds.batch(perm[cursor:cursor + batch_size])
+            batch = train_ds.batch(perm[cursor : cursor + batch_size])
             cursor += batch_size
             loss = net.loss(batch)["loss"]
             optimizer.zero_grad(set_to_none=True)
@@ -160,9 +191,14 @@ def trainer_overhead(model: str = "vae", data: str = "digits", steps: int = 1500
         if progress:
             progress(f"bench: overhead run {i + 1}/{repeats}: trainer {ours:.2f}s, hand loop {hand:.2f}s")
     return {
-        "model": model, "data": data, "steps": steps, "batch_size": batch_size,
-        "hand_loop_s": round(statistics.median(hand_times), 3), "trainer_s": round(statistics.median(trainer_times), 3),
-        "ratio": round(statistics.median(ratios), 4), "threads": torch.get_num_threads(),
+        "model": model,
+        "data": data,
+        "steps": steps,
+        "batch_size": batch_size,
+        "hand_loop_s": round(statistics.median(hand_times), 3),
+        "trainer_s": round(statistics.median(trainer_times), 3),
+        "ratio": round(statistics.median(ratios), 4),
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -174,12 +210,25 @@ def _fmt(value: Any, spec: str = "") -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-_COLUMNS = [("model", "model", ""), ("bits_per_dim", "bits/dim", ".4f"), ("nll_nats", "NLL (nats)", ".2f"),
-            ("likelihood", "exact/bound", ""), ("iwae_bits_per_dim", "IWAE bits/dim", ".4f"), ("steps", "steps", ""),
-            ("train_s", "train s", ".1f"), ("train_examples_per_s", "train ex/s", ""),
-            ("sample_64_s", "sample 64 (s)", ".3f"), ("parameters", "parameters", ""),
-            ("fd", "FD", ".3f"), ("kid", "KID", ".4f"), ("precision", "precision", ".3f"), ("recall", "recall", ".3f"),
-            ("density", "density", ".3f"), ("coverage", "coverage", ".3f"), ("class_accuracy", "class acc.", ".3f")]
+_COLUMNS = [
+    ("model", "model", ""),
+    ("bits_per_dim", "bits/dim", ".4f"),
+    ("nll_nats", "NLL (nats)", ".2f"),
+    ("likelihood", "exact/bound", ""),
+    ("iwae_bits_per_dim", "IWAE bits/dim", ".4f"),
+    ("steps", "steps", ""),
+    ("train_s", "train s", ".1f"),
+    ("train_examples_per_s", "train ex/s", ""),
+    ("sample_64_s", "sample 64 (s)", ".3f"),
+    ("parameters", "parameters", ""),
+    ("fd", "FD", ".3f"),
+    ("kid", "KID", ".4f"),
+    ("precision", "precision", ".3f"),
+    ("recall", "recall", ".3f"),
+    ("density", "density", ".3f"),
+    ("coverage", "coverage", ".3f"),
+    ("class_accuracy", "class acc.", ".3f"),
+]
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
@@ -214,7 +263,10 @@ def format_markdown(doc: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |" for r in rows]
     if "trainer_overhead" in doc:
         o = doc["trainer_overhead"]
-        lines += ["", f"Trainer overhead: **{o['ratio']:.3f}x** a hand-written loop "
-                      f"({o['model']}, {o['steps']} steps of batch {o['batch_size']}; "
-                      f"trainer {o['trainer_s']} s, hand loop {o['hand_loop_s']} s, median of runs)."]
+        lines += [
+            "",
+            f"Trainer overhead: **{o['ratio']:.3f}x** a hand-written loop "
+            f"({o['model']}, {o['steps']} steps of batch {o['batch_size']}; "
+            f"trainer {o['trainer_s']} s, hand loop {o['hand_loop_s']} s, median of runs).",
+        ]
     return "\n".join(lines)

@@ -24,7 +24,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found]  # Python 3.10 only
 
-__all__ = ["option", "make_config", "parse_assignments", "parse_literal", "read_toml", "config_to_dict", "describe_options"]
+__all__ = [
+    "option",
+    "make_config",
+    "parse_assignments",
+    "parse_literal",
+    "read_toml",
+    "config_to_dict",
+    "describe_options",
+]
 
 
 def option(default: Any, help: str, validator: Any = None, **kw: Any) -> Any:  # noqa: A002 - attrs' word
@@ -170,11 +178,13 @@ def describe_options(cls: type) -> list[dict[str, Any]]:
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             default = default.factory()  # type: ignore[union-attr]
         choices = _choices(field)
-        rows.append({
-            "name": field.name,
-            "type": getattr(field.type, "__name__", str(field.type)),
-            "default": default,
-            "choices": list(choices) if choices else None,
-            "help": field.metadata.get("help", ""),
-        })
+        rows.append(
+            {
+                "name": field.name,
+                "type": getattr(field.type, "__name__", str(field.type)),
+                "default": default,
+                "choices": list(choices) if choices else None,
+                "help": field.metadata.get("help", ""),
+            }
+        )
     return rows

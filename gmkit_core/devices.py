@@ -29,8 +29,9 @@ def available() -> list[str]:
     return names
 
 
-def resolve_device(requested: str | torch.device | None = "auto", local_rank: int = 0,
-                   distributed: bool = False) -> torch.device:
+def resolve_device(
+    requested: str | torch.device | None = "auto", local_rank: int = 0, distributed: bool = False
+) -> torch.device:
     """``requested`` -> a usable :class:`torch.device`; ``"cuda"`` means this rank's GPU."""
     if requested is None or str(requested) == "auto":
         if torch.cuda.is_available():
@@ -45,16 +46,20 @@ def resolve_device(requested: str | torch.device | None = "auto", local_rank: in
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ConfigError(f"--device {requested}: {why} (torch {torch.__version__}); "
-                              f"available here: {', '.join(available())}")
+            raise ConfigError(
+                f"--device {requested}: {why} (torch {torch.__version__}); available here: {', '.join(available())}"
+            )
         index = local_rank if device.index is None else device.index
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {requested}: there are {torch.cuda.device_count()} CUDA devices; "
-                              f"available here: {', '.join(available())}")
+            raise ConfigError(
+                f"--device {requested}: there are {torch.cuda.device_count()} CUDA devices; "
+                f"available here: {', '.join(available())}"
+            )
         return torch.device("cuda", index)
     if device.type == "mps" and not _mps():
         raise ConfigError(f"--device {requested}: MPS is not available; available here: {', '.join(available())}")
     if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"--device {requested}: gmkit runs on cpu, cuda or mps; available here: "
-                          f"{', '.join(available())}")
+        raise ConfigError(
+            f"--device {requested}: gmkit runs on cpu, cuda or mps; available here: {', '.join(available())}"
+        )
     return device

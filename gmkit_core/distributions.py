@@ -31,9 +31,20 @@ from torch import Tensor
 from .interfaces import Prior, bits_per_dim
 
 __all__ = [
-    "LOG_2PI", "Normal", "StandardNormal", "kl_normal", "Bernoulli", "Categorical",
-    "DiscretizedLogistic", "DiscretizedGaussian", "DiscretizedLogisticMixture",
-    "to_unit_interval", "bits_per_dim", "dequantize", "quantize", "dequantization_nats",
+    "LOG_2PI",
+    "Normal",
+    "StandardNormal",
+    "kl_normal",
+    "Bernoulli",
+    "Categorical",
+    "DiscretizedLogistic",
+    "DiscretizedGaussian",
+    "DiscretizedLogisticMixture",
+    "to_unit_interval",
+    "bits_per_dim",
+    "dequantize",
+    "quantize",
+    "dequantization_nats",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -277,8 +288,9 @@ class DiscretizedLogisticMixture:
     :math:`\log P(x) = \mathrm{logsumexp}_k(\log \pi_k + \log P_k(x))`.
     """
 
-    def __init__(self, logit_weights: Tensor, loc: Tensor, log_scale: Tensor, levels: int,
-                 event_dims: int | None = None):
+    def __init__(
+        self, logit_weights: Tensor, loc: Tensor, log_scale: Tensor, levels: int, event_dims: int | None = None
+    ):
         self.logit_weights, self.levels, self.event_dims = logit_weights, levels, event_dims
         self.components = DiscretizedLogistic(loc, log_scale, levels)
 
@@ -293,5 +305,3 @@ class DiscretizedLogisticMixture:
         loc = self.components.loc.gather(-1, k).squeeze(-1)
         log_scale = self.components.log_scale.gather(-1, k).squeeze(-1)
         return DiscretizedLogistic(loc, log_scale, self.levels).sample(generator)
-
-

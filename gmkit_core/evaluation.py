@@ -20,8 +20,9 @@ def evaluate_run(run: Any, split: str = "test", data: str | None = None, batch_s
     except DataError as exc:
         if data is not None:
             raise
-        raise DataError(f"this run's data '{source}' cannot be loaded here ({exc}); "
-                        "evaluate on a copy with --data SRC") from None
+        raise DataError(
+            f"this run's data '{source}' cannot be loaded here ({exc}); evaluate on a copy with --data SRC"
+        ) from None
     spec = run.model.data
     if (ds.spec.kind, tuple(ds.spec.shape), ds.spec.levels) != (spec.kind, tuple(spec.shape), spec.levels):
         raise DataError(
@@ -35,8 +36,14 @@ def evaluate_run(run: Any, split: str = "test", data: str | None = None, batch_s
     return result
 
 
-def evaluate_metrics(run: Any, metrics: str | Iterable[str] = ("fd", "kid", "prdc"), split: str = "test",
-                     data: str | None = None, batch_size: int = 256, **quality: Any) -> dict[str, Any]:
+def evaluate_metrics(
+    run: Any,
+    metrics: str | Iterable[str] = ("fd", "kid", "prdc"),
+    split: str = "test",
+    data: str | None = None,
+    batch_size: int = 256,
+    **quality: Any,
+) -> dict[str, Any]:
     """:func:`evaluate_run` plus :func:`gmkit_core.metrics.sample_quality` against the same split.
 
     ``quality``: ``n``, ``seed``, ``features``, ``sampler``, ``options``, ... of ``sample_quality``.

@@ -48,8 +48,17 @@ from .distributions import (
 from .errors import ConfigError
 
 __all__ = [
-    "MIN_LOG_SCALE", "HEADS", "Head", "BernoulliHead", "CategoricalHead", "LogisticHead", "LogisticMixtureHead",
-    "DiscretizedGaussianHead", "GaussianHead", "make_head", "channels_last",
+    "MIN_LOG_SCALE",
+    "HEADS",
+    "Head",
+    "BernoulliHead",
+    "CategoricalHead",
+    "LogisticHead",
+    "LogisticMixtureHead",
+    "DiscretizedGaussianHead",
+    "GaussianHead",
+    "make_head",
+    "channels_last",
 ]
 
 #: Lower bound on predicted log-scales. A bin of 256-level data is ``2/255`` wide in ``[-1, 1]``,
@@ -185,13 +194,16 @@ class GaussianHead(Head):
         return Normal(loc, torch.exp(log_scale.clamp_min(MIN_LOG_SCALE)), event_dims)
 
 
-_HEADS: dict[str, type[Head]] = {h.name: h for h in (BernoulliHead, CategoricalHead, LogisticHead,
-                                                     LogisticMixtureHead, DiscretizedGaussianHead, GaussianHead)}
+_HEADS: dict[str, type[Head]] = {
+    h.name: h
+    for h in (BernoulliHead, CategoricalHead, LogisticHead, LogisticMixtureHead, DiscretizedGaussianHead, GaussianHead)
+}
 HEADS = ("auto", *_HEADS)
 
 
-def make_head(name: str, levels: int | None, mixtures: int = 5, event_dims: int | None = None,
-              owner: str = "output") -> Head:
+def make_head(
+    name: str, levels: int | None, mixtures: int = 5, event_dims: int | None = None, owner: str = "output"
+) -> Head:
     """The head ``name`` for data with ``levels`` discrete levels (``None`` or 0: continuous vectors).
 
     ``auto`` picks ``bernoulli`` for 2 levels, ``logistic_mixture`` for more and
@@ -208,8 +220,10 @@ def make_head(name: str, levels: int | None, mixtures: int = 5, event_dims: int 
     if not levels and cls.discrete:
         raise ConfigError(f"{owner} '{name}' is for integer levels, the data are continuous vectors; use gaussian")
     if levels and not cls.discrete:
-        raise ConfigError(f"{owner} '{name}' is a density and the data are integer levels; use bernoulli, "
-                          "categorical, logistic, logistic_mixture or discretized_gaussian")
+        raise ConfigError(
+            f"{owner} '{name}' is a density and the data are integer levels; use bernoulli, "
+            "categorical, logistic, logistic_mixture or discretized_gaussian"
+        )
     if levels and levels < 2:
         raise ConfigError(f"{owner} '{name}' needs at least 2 levels, the data have {levels}")
     if cls is BernoulliHead and levels != 2:

@@ -21,8 +21,21 @@ if TYPE_CHECKING:
     from .data import Dataset, DataSpec
 
 __all__ = [
-    "Distribution", "Encoder", "Decoder", "Prior", "Transform", "NoiseSchedule", "Network", "Sampler",
-    "Trainer", "GenerativeModel", "OptimizerGroup", "Step", "LIKELIHOODS", "likelihood_of", "bits_per_dim",
+    "Distribution",
+    "Encoder",
+    "Decoder",
+    "Prior",
+    "Transform",
+    "NoiseSchedule",
+    "Network",
+    "Sampler",
+    "Trainer",
+    "GenerativeModel",
+    "OptimizerGroup",
+    "Step",
+    "LIKELIHOODS",
+    "likelihood_of",
+    "bits_per_dim",
 ]
 
 
@@ -76,8 +89,9 @@ class Prior(nn.Module, ABC):
     def log_prob(self, z: Tensor) -> Tensor: ...
 
     @abstractmethod
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor: ...
+    def sample(
+        self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor: ...
 
 
 class Transform(nn.Module, ABC):
@@ -124,8 +138,12 @@ class NoiseSchedule(nn.Module):
             raise ValueError("betas must be a non-empty sequence of values in (0, 1)")
         alphas = 1.0 - betas
         abar = torch.cumprod(alphas, 0)
-        for name, value in (("betas", betas), ("alphas", alphas), ("alphas_cumprod", abar),
-                            ("alphas_cumprod_prev", torch.cat([abar.new_ones(1), abar[:-1]]))):
+        for name, value in (
+            ("betas", betas),
+            ("alphas", alphas),
+            ("alphas_cumprod", abar),
+            ("alphas_cumprod_prev", torch.cat([abar.new_ones(1), abar[:-1]])),
+        ):
             self.register_buffer(name, value, persistent=False)
 
     @property
@@ -192,8 +210,15 @@ class Sampler(Protocol):
     @staticmethod
     def applies_to(model: GenerativeModel) -> str | None: ...
 
-    def __call__(self, model: GenerativeModel, n: int, *, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Dataset | None = None) -> Tensor: ...
+    def __call__(
+        self,
+        model: GenerativeModel,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        data: Dataset | None = None,
+    ) -> Tensor: ...
 
 
 LIKELIHOODS = ("exact", "bound", "estimate", "none")
@@ -293,8 +318,9 @@ class GenerativeModel(nn.Module, ABC):
     def loss(self, batch: Batch) -> dict[str, Tensor]: ...
 
     @abstractmethod
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor: ...
+    def sample(
+        self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor: ...
 
     def nll(self, batch: Batch) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no likelihood")
@@ -379,8 +405,12 @@ class GenerativeModel(nn.Module, ABC):
         """
         k = int(self.data.num_classes or 0)
         per_label = torch.stack(
-            [self.nll(Batch(batch.x, torch.full((len(batch.x),), y, dtype=torch.long, device=batch.x.device)))
-             for y in range(k)], dim=1)  # (B, K)
+            [
+                self.nll(Batch(batch.x, torch.full((len(batch.x),), y, dtype=torch.long, device=batch.x.device)))
+                for y in range(k)
+            ],
+            dim=1,
+        )  # (B, K)
         return -(torch.logsumexp(-per_label.double(), dim=1) - math.log(k)).to(per_label.dtype)
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
@@ -426,5 +456,6 @@ class Trainer(ABC):
     """
 
     @abstractmethod
-    def fit(self, model: GenerativeModel, data: dict[str, Dataset], config: Any,
-            resume: Any = None) -> GenerativeModel: ...
+    def fit(
+        self, model: GenerativeModel, data: dict[str, Dataset], config: Any, resume: Any = None
+    ) -> GenerativeModel: ...

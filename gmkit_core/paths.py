@@ -74,8 +74,10 @@ class GaussianPath(ABC):
         with torch.enable_grad():
             tt = t.detach().clone().requires_grad_(True)
             a, s = self.alpha(tt), self.sigma(tt)
-            da, ds = (torch.autograd.grad(v.sum(), tt, retain_graph=True)[0] if v.requires_grad else torch.zeros_like(t)
-                      for v in (a, s))
+            da, ds = (
+                torch.autograd.grad(v.sum(), tt, retain_graph=True)[0] if v.requires_grad else torch.zeros_like(t)
+                for v in (a, s)
+            )
         return a.detach(), s.detach(), da, ds
 
     def time_at(self, log_snr: Tensor, iters: int = 60) -> Tensor:
@@ -164,13 +166,13 @@ class Denoiser(Protocol):
 
     def path(self) -> GaussianPath: ...
 
-    def denoise(self, x_t: Tensor, t: Tensor, condition: Tensor | None = None,
-                guidance: float | None = None) -> Tensor: ...
+    def denoise(
+        self, x_t: Tensor, t: Tensor, condition: Tensor | None = None, guidance: float | None = None
+    ) -> Tensor: ...
 
     def decode(self, x0: Tensor, generator: torch.Generator | None = None, mode: bool = False) -> Tensor: ...
 
-    def sampling_labels(self, n: int, condition: Tensor | None,
-                        generator: torch.Generator | None) -> Tensor | None: ...
+    def sampling_labels(self, n: int, condition: Tensor | None, generator: torch.Generator | None) -> Tensor | None: ...
 
 
 def ode_velocity(path: GaussianPath, x: Tensor, t: Tensor, x0_hat: Tensor) -> Tensor:

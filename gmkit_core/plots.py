@@ -34,7 +34,7 @@ def grid_image(samples: torch.Tensor, levels: int, ncol: int | None = None, cell
         r, q = divmod(i, ncol)
         tile = pixels[i].transpose(1, 2, 0).repeat(scale, 0).repeat(scale, 1)
         y0, x0 = pad + r * (h * scale + pad), pad + q * (w * scale + pad)
-        canvas[y0:y0 + h * scale, x0:x0 + w * scale] = tile
+        canvas[y0 : y0 + h * scale, x0 : x0 + w * scale] = tile
     mode = "L" if c == 1 else "RGB"
     return Image.fromarray(canvas[..., 0] if c == 1 else canvas[..., :3], mode)
 
@@ -62,7 +62,9 @@ def save_samples_png(samples: torch.Tensor, spec: Any, path: str | Path, ncol: i
     if pts.shape[1] != 2:
         from .errors import ConfigError
 
-        raise ConfigError(f"PNG output draws 2D points; these samples have {pts.shape[1]} dimensions (write .h5 or .npz)")
+        raise ConfigError(
+            f"PNG output draws 2D points; these samples have {pts.shape[1]} dimensions (write .h5 or .npz)"
+        )
     plt, fig = _figure(4.5, 4.5)
     ax = fig.add_subplot(111)
     ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color="#1f5fa8", linewidths=0)
@@ -85,8 +87,9 @@ def sample_picture(model: Any, path: str | Path, seed: int = 0, n: int | None = 
             labels = torch.arange(spec.num_classes, device=device).repeat_interleave(per)
             samples = model.sample(len(labels), condition=labels, generator=generator, **model.picture_sample_options)
             return save_samples_png(samples, spec, path, ncol=per)
-        samples = model.sample(n or (64 if spec.is_discrete else 2000), generator=generator,
-                               **model.picture_sample_options)
+        samples = model.sample(
+            n or (64 if spec.is_discrete else 2000), generator=generator, **model.picture_sample_options
+        )
     return save_samples_png(samples, spec, path)
 
 
@@ -105,8 +108,15 @@ def loss_curve(history: dict[str, Any], path: str | Path, title: str = "") -> Pa
     if len(train.get("step", [])):
         ax.plot(np.asarray(train["step"]), np.asarray(train["loss"]), lw=1, label="train loss", color="#1f5fa8")
     if len(val.get("step", [])):
-        ax.plot(np.asarray(val["step"]), np.asarray(val["score"]), "o-", ms=3, lw=1.5,
-                label="validation score", color="#d2691e")
+        ax.plot(
+            np.asarray(val["step"]),
+            np.asarray(val["score"]),
+            "o-",
+            ms=3,
+            lw=1.5,
+            label="validation score",
+            color="#d2691e",
+        )
     ax.set_xlabel("step")
     ax.set_title(title)
     ax.legend()

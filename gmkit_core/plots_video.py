@@ -34,8 +34,15 @@ def frame_strip(clips: torch.Tensor, path: str | Path, *, levels: int | None = N
     return Path(path)
 
 
-def gif(clips: torch.Tensor, path: str | Path, *, levels: int | None = None, cell: int = 48,
-        ms_per_frame: int = 150, ncol: int | None = None) -> Path:
+def gif(
+    clips: torch.Tensor,
+    path: str | Path,
+    *,
+    levels: int | None = None,
+    cell: int = 48,
+    ms_per_frame: int = 150,
+    ncol: int | None = None,
+) -> Path:
     """An animated GIF: frame ``t`` shows frame ``t`` of every clip in a grid; loops forever."""
     levels = _levels(clips, levels)
     frames: list[Any] = [grid_image(clips[:, t], levels, ncol=ncol, cell=cell) for t in range(clips.shape[1])]

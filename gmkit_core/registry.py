@@ -162,9 +162,15 @@ class Registry:
         staged: list[Entry] = []
         others = [m for m in self._pm.get_plugins() if m is not module]
         try:
-            for hook, register in zip(HOOKS, (self._model_register(info, staged),
-                                              self._component_register(info, staged),
-                                              self._dataset_register(info, staged)), strict=True):
+            for hook, register in zip(
+                HOOKS,
+                (
+                    self._model_register(info, staged),
+                    self._component_register(info, staged),
+                    self._dataset_register(info, staged),
+                ),
+                strict=True,
+            ):
                 # this plugin's implementation only, through the hook caller (hookimpl options apply)
                 self._pm.subset_hook_caller(hook, remove_plugins=others)(register=register)
         except Exception as exc:
@@ -204,6 +210,7 @@ class Registry:
     def _model_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
         def register(name: str, target: str, *, family: str = "", description: str = "") -> None:
             self._claim(info, staged, Entry("model", name, target, info.name, description, family))
+
         return register
 
     def _component_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
@@ -211,12 +218,13 @@ class Registry:
             if kind in ("model", "dataset"):
                 raise ValueError(f"register {kind}s through gmkit_register_{kind}s")
             self._claim(info, staged, Entry(kind, name, target, info.name, description))
+
         return register
 
     def _dataset_register(self, info: PluginInfo, staged: list[Entry]) -> Callable[..., None]:
         def register(name: str, target: str, *, description: str = "", kind: str = "image") -> None:
-            self._claim(info, staged, Entry("dataset", name, target, info.name, description,
-                                            data_kind=kind))
+            self._claim(info, staged, Entry("dataset", name, target, info.name, description, data_kind=kind))
+
         return register
 
     def add_commands(self, cli: Any) -> None:
@@ -230,8 +238,9 @@ class Registry:
             info = self._plugins.get(self._pm.get_name(module) or "")
             if info is None or info.error:
                 continue
-            caller = self._pm.subset_hook_caller("gmkit_register_commands", remove_plugins=[m for m in modules
-                                                                                              if m is not module])
+            caller = self._pm.subset_hook_caller(
+                "gmkit_register_commands", remove_plugins=[m for m in modules if m is not module]
+            )
             try:
                 caller(cli=cli)
             except Exception as exc:  # a broken plugin must not take the CLI down
@@ -267,8 +276,9 @@ class Registry:
         if failed:
             reasons = "; ".join(f"{p.name}: {p.error}" for p in failed)
             raise NotRegisteredError(f"{message}. Plugins that failed to load and may provide it: {reasons}")
-        raise NotRegisteredError(f"{message} (a plugin that provides it may not be installed; gmkit plugins lists "
-                                 "what is)")
+        raise NotRegisteredError(
+            f"{message} (a plugin that provides it may not be installed; gmkit plugins lists what is)"
+        )
 
     def get(self, kind: str, name: str, /, **cfg: Any) -> Any:
         """Build a registered model or component with validated options.
@@ -311,4 +321,3 @@ def call_checked(target: Callable[..., Any], kwargs: dict[str, Any], owner: str)
 
 
 registry = Registry()
-

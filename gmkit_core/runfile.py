@@ -60,8 +60,10 @@ def lock(path: Path, option: str = "--out") -> Iterator[None]:
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise ConfigError(f"{option} {path}: another gmkit train is writing this run (pid {holder}); "
-                              "wait for it or choose another --out") from None
+            raise ConfigError(
+                f"{option} {path}: another gmkit train is writing this run (pid {holder}); "
+                "wait for it or choose another --out"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))

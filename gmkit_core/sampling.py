@@ -38,8 +38,14 @@ class ConfiguredSampler:
         return None
 
 
-def draw(run: Any, n: int, label: int | None = None, seed: int = 0, sampler: str | None = None,
-         options: dict[str, Any] | None = None) -> torch.Tensor:
+def draw(
+    run: Any,
+    n: int,
+    label: int | None = None,
+    seed: int = 0,
+    sampler: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> torch.Tensor:
     """``n`` samples from ``run.model``; ``sampler`` names a registered sampler component.
 
     A sampler is built from ``options`` (validated by its ``Options`` class or
@@ -56,8 +62,10 @@ def draw(run: Any, n: int, label: int | None = None, seed: int = 0, sampler: str
     if label is not None:
         if not model.conditional:
             if type(model).conditional and model.data.num_classes is None:
-                raise ConfigError(f"--label: this run's data ({model.data.name}) had no labels, so model "
-                                  f"'{run.record.model}' was trained unconditionally; sample without --label")
+                raise ConfigError(
+                    f"--label: this run's data ({model.data.name}) had no labels, so model "
+                    f"'{run.record.model}' was trained unconditionally; sample without --label"
+                )
             raise ConfigError(f"model '{run.record.model}' is not conditional; --label needs a conditional model")
         classes = model.data.num_classes
         if classes is not None and not 0 <= label < classes:
@@ -79,8 +87,9 @@ def draw(run: Any, n: int, label: int | None = None, seed: int = 0, sampler: str
         return draw_fn(model, n, condition=condition, generator=generator, data=data)
 
 
-def _sample_with_options(model: Any, n: int, condition: Any, generator: Any, options: dict[str, Any],
-                         name: str) -> torch.Tensor:
+def _sample_with_options(
+    model: Any, n: int, condition: Any, generator: Any, options: dict[str, Any], name: str
+) -> torch.Tensor:
     import inspect
 
     params = inspect.signature(model.sample).parameters

@@ -50,19 +50,28 @@ DenoiseFn = Callable[[Tensor, Tensor], Tensor]
 class SolverOptions:
     """Options of the shared samplers (``--option nfe=20``)."""
 
-    nfe: int = attrs.field(default=20, validator=[instance_of(int), ge(1)],
-                           metadata={"help": "denoiser evaluations (Heun: the largest odd count <= nfe)"})
-    guidance: float | None = attrs.field(default=None, validator=optional(instance_of((int, float))),
-                                         metadata={"help": "classifier-free guidance scale (None: the model's)"})
-    sigma_max: float = attrs.field(default=80.0, validator=gt(0),
-                                   metadata={"help": "largest sigma/alpha visited (Karras et al.: 80)"})
-    sigma_min: float = attrs.field(default=0.002, validator=gt(0),
-                                   metadata={"help": "smallest sigma/alpha visited before the last x0-hat"})
+    nfe: int = attrs.field(
+        default=20,
+        validator=[instance_of(int), ge(1)],
+        metadata={"help": "denoiser evaluations (Heun: the largest odd count <= nfe)"},
+    )
+    guidance: float | None = attrs.field(
+        default=None,
+        validator=optional(instance_of((int, float))),
+        metadata={"help": "classifier-free guidance scale (None: the model's)"},
+    )
+    sigma_max: float = attrs.field(
+        default=80.0, validator=gt(0), metadata={"help": "largest sigma/alpha visited (Karras et al.: 80)"}
+    )
+    sigma_min: float = attrs.field(
+        default=0.002, validator=gt(0), metadata={"help": "smallest sigma/alpha visited before the last x0-hat"}
+    )
     rho: float = attrs.field(default=7.0, validator=gt(0), metadata={"help": "euler/heun: level spacing exponent"})
 
 
-def noise_levels(path: GaussianPath, n: int, method: str, options: SolverOptions,
-                 device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+def noise_levels(
+    path: GaussianPath, n: int, method: str, options: SolverOptions, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor]:
     r"""``(t, log_snr)``, each ``(n,)`` float64 and decreasing in noise: the levels visited (see the module docstring)."""
     if method not in SOLVERS:
         raise ConfigError(f"unknown solver '{method}'; solvers: {', '.join(SOLVERS)}")
@@ -71,8 +80,9 @@ def noise_levels(path: GaussianPath, n: int, method: str, options: SolverOptions
     lam_hi = max(float(lam_ends[0]), -2 * math.log(options.sigma_max))  # log-SNR at the start
     lam_lo = min(float(lam_ends[1]), -2 * math.log(options.sigma_min))  # log-SNR at the last level
     if lam_lo <= lam_hi:
-        raise ConfigError(f"sampler: sigma_min={options.sigma_min} must be below sigma_max={options.sigma_max} "
-                          "and the path's range")
+        raise ConfigError(
+            f"sampler: sigma_min={options.sigma_min} must be below sigma_max={options.sigma_max} and the path's range"
+        )
     if n == 1:
         lam = torch.tensor([lam_hi], dtype=torch.float64)
     elif method == "dpmpp_2m":
@@ -90,8 +100,9 @@ def noise_levels(path: GaussianPath, n: int, method: str, options: SolverOptions
     return t, lam
 
 
-def solve(method: str, denoise: DenoiseFn, path: GaussianPath, x: Tensor, nfe: int,
-          options: SolverOptions | None = None) -> Tensor:
+def solve(
+    method: str, denoise: DenoiseFn, path: GaussianPath, x: Tensor, nfe: int, options: SolverOptions | None = None
+) -> Tensor:
     r"""Integrate the probability-flow ODE from ``x`` (at the first level) to :math:`\hat x_0`; ``(B, *shape)``.
 
     ``x`` must be drawn at the first level of :func:`noise_levels`; :meth:`ODESampler.start`
@@ -166,8 +177,10 @@ class ODESampler:
         """``None`` when ``model`` exposes ``path()`` and ``denoise()``, else why not."""
         missing = [m for m in ("path", "denoise", "decode", "sampling_labels") if not callable(getattr(model, m, None))]
         if missing:
-            return (f"the ODE samplers need a diffusion-like model with path() and denoise(); "
-                    f"{type(model).__name__} has no {', '.join(missing)}")
+            return (
+                f"the ODE samplers need a diffusion-like model with path() and denoise(); "
+                f"{type(model).__name__} has no {', '.join(missing)}"
+            )
         return None
 
     @property
@@ -185,8 +198,15 @@ class ODESampler:
         return float(path.sigma(t.to(eps.dtype))[0]) * eps
 
     @torch.no_grad()
-    def __call__(self, model: Any, n: int, *, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Any = None) -> Tensor:
+    def __call__(
+        self,
+        model: Any,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        data: Any = None,
+    ) -> Tensor:
         problem = self.applies_to(model)
         if problem:
             raise ConfigError(f"sampler '{self.method}': {problem}")
@@ -217,4 +237,3 @@ class DPMSolverPP2M(ODESampler):
     """DPM-Solver++(2M): second-order multistep in log-SNR on the x0 prediction."""
 
     method = "dpmpp_2m"
-

@@ -21,8 +21,16 @@ from gmkit_core.features.classifier import DIGITS_FILE
 from gmkit_core.features.fit import fit_file
 
 #: the settings of the shipped file
-SETTINGS = {"steps": 1000, "seed": 0, "batch_size": 64, "lr": 2e-3, "shift": 1, "width": 64, "feature_dim": 64,
-            "dropout": 0.3}
+SETTINGS = {
+    "steps": 1000,
+    "seed": 0,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "shift": 1,
+    "width": 64,
+    "feature_dim": 64,
+    "dropout": 0.3,
+}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -126,8 +126,10 @@ class TwoPlayer(GenerativeModel):
         self.register_buffer("critic_updates", torch.zeros((), dtype=torch.long))
 
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
-        return {"generator": OptimizerGroup(self.generator.parameters(), lr=2e-3, betas=(0.5, 0.9)),
-                "critic": OptimizerGroup(self.critic.parameters(), lr=4e-3, betas=(0.0, 0.9))}
+        return {
+            "generator": OptimizerGroup(self.generator.parameters(), lr=2e-3, betas=(0.5, 0.9)),
+            "critic": OptimizerGroup(self.critic.parameters(), lr=4e-3, betas=(0.0, 0.9)),
+        }
 
     def _fake(self, n: int) -> Tensor:
         return self.generator(torch.randn(n, self.data.dims))
@@ -192,11 +194,22 @@ class ShortTrainer(DefaultTrainer):
 
 @gmkit_core.hookimpl
 def gmkit_register_models(register):
-    for name in ("Noisy", "Diverging", "Interrupted", "GlobalRngSampler", "PlainTensor", "StochasticExact", "FloatImages",
-                 "TwoPlayer", "TwoGroups"):
+    for name in (
+        "Noisy",
+        "Diverging",
+        "Interrupted",
+        "GlobalRngSampler",
+        "PlainTensor",
+        "StochasticExact",
+        "FloatImages",
+        "TwoPlayer",
+        "TwoGroups",
+    ):
         register(f"test_{name.lower()}", f"gmkit_testmodels:{name}", family="test")
 
 
 @gmkit_core.hookimpl
 def gmkit_register_components(register):
-    register("trainer", "test_short", "gmkit_testmodels:ShortTrainer", description="the default loop for half the steps")
+    register(
+        "trainer", "test_short", "gmkit_testmodels:ShortTrainer", description="the default loop for half the steps"
+    )

@@ -16,10 +16,12 @@ def run(*args, cwd=None):
 
 @pytest.mark.parametrize("args", [["--help"], ["plugins"], ["datasets", "--json"], ["train", "--help"]])
 def test_listings_do_not_import_torch(args):
-    code = (f"import sys, runpy; sys.argv = ['gmkit', *{args!r}]\n"
-            "try:\n    runpy.run_module('gmkit_core.cli', run_name='__main__')\n"
-            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        f"import sys, runpy; sys.argv = ['gmkit', *{args!r}]\n"
+        "try:\n    runpy.run_module('gmkit_core.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -54,8 +56,11 @@ def test_errors_are_one_line_with_exit_codes(tmp_path):
     bad_data = run("train", "independent", "--data", "nosuch", "--out", str(tmp_path / "r.h5"))
     assert bad_data.returncode == 1 and "unknown data 'nosuch'" in bad_data.stderr
     (tmp_path / "t.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 40)
-    for command in (["eval", str(tmp_path / "t.h5")], ["info", str(tmp_path / "t.h5")],
-                    ["sample", str(tmp_path / "t.h5"), "--out", str(tmp_path / "s.png")]):
+    for command in (
+        ["eval", str(tmp_path / "t.h5")],
+        ["info", str(tmp_path / "t.h5")],
+        ["sample", str(tmp_path / "t.h5"), "--out", str(tmp_path / "s.png")],
+    ):
         proc = run(*command)
         assert proc.returncode == 1 and "not a gmkit run file" in proc.stderr and "Traceback" not in proc.stderr
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
@@ -66,7 +71,9 @@ def test_errors_are_one_line_with_exit_codes(tmp_path):
 
 def test_train_sample_eval_info_end_to_end(tmp_path):
     out = tmp_path / "run.h5"
-    proc = run("train", "independent", "--data", "digits", "--steps", "40", "--out", str(out), "--set", "train.eval_every=20")
+    proc = run(
+        "train", "independent", "--data", "digits", "--steps", "40", "--out", str(out), "--set", "train.eval_every=20"
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "run.loss.png").exists() and (tmp_path / "run.samples.png").exists()
     ev = run("eval", str(out), "--json")
@@ -88,9 +95,12 @@ def test_train_sample_eval_info_end_to_end(tmp_path):
 
 def test_config_file_and_options(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('smoothing = 3.0\n[train]\nlr = 0.01\nsteps = 5\n')
+    cfg.write_text("smoothing = 3.0\n[train]\nlr = 0.01\nsteps = 5\n")
     out = tmp_path / "c.h5"
-    assert run("train", "independent", "--data", "moons", "--out", str(out), "--config", str(cfg), "--quiet").returncode == 0
+    assert (
+        run("train", "independent", "--data", "moons", "--out", str(out), "--config", str(cfg), "--quiet").returncode
+        == 0
+    )
     info = json.loads(run("info", str(out), "--json").stdout)
     assert info["config"]["smoothing"] == 3.0 and info["train_config"]["lr"] == 0.01 and info["step"] == 5
     opts = json.loads(run("options", "independent", "--json").stdout)

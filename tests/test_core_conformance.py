@@ -14,12 +14,15 @@ def test_good_stochastic_model_passes(test_models):
     check_model("test_noisy", data="moons")
 
 
-@pytest.mark.parametrize("name, data, check", [
-    ("test_globalrngsampler", "moons", r"\[seed\]"),
-    ("test_plaintensor", "moons", r"\[devices\] model.offset is a plain tensor"),
-    ("test_stochasticexact", "moons", r"\[nll\] the model says its nll is exact"),
-    ("test_floatimages", "digits", r"\[samples\] images must be int64"),
-])
+@pytest.mark.parametrize(
+    "name, data, check",
+    [
+        ("test_globalrngsampler", "moons", r"\[seed\]"),
+        ("test_plaintensor", "moons", r"\[devices\] model.offset is a plain tensor"),
+        ("test_stochasticexact", "moons", r"\[nll\] the model says its nll is exact"),
+        ("test_floatimages", "digits", r"\[samples\] images must be int64"),
+    ],
+)
 def test_broken_models_are_caught(test_models, name, data, check):
     with pytest.raises(ConformanceError, match=check):
         check_model(name, data=data)

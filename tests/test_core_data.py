@@ -78,13 +78,16 @@ def test_idx_files(tmp_path):
     assert ds.x.shape == (16, 1, 6, 6) and ds.spec.levels == 256 and ds.spec.num_classes == 10
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_bytes(b"garbage"), "not a readable .npz"),
-    (lambda p: np.savez(p, z=np.zeros(3)), "no 'x_test' or 'x' array; the file holds: z "),
-    (lambda p: np.savez(p, x=np.zeros((5, 4, 4), np.float32)), "images must be integers"),
-    (lambda p: np.savez(p, x=np.zeros((5, 2)), y=np.zeros(4, int)), "labels for"),
-    (lambda p: np.savez(p, x=np.zeros((5,))), "must be \\(N, D\\) vectors"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b"garbage"), "not a readable .npz"),
+        (lambda p: np.savez(p, z=np.zeros(3)), "no 'x_test' or 'x' array; the file holds: z "),
+        (lambda p: np.savez(p, x=np.zeros((5, 4, 4), np.float32)), "images must be integers"),
+        (lambda p: np.savez(p, x=np.zeros((5, 2)), y=np.zeros(4, int)), "labels for"),
+        (lambda p: np.savez(p, x=np.zeros((5,))), "must be \\(N, D\\) vectors"),
+    ],
+)
 def test_malformed_npz_names_the_file(tmp_path, make, message):
     path = tmp_path / "bad.npz"
     make(path)
@@ -120,11 +123,17 @@ def _valid_npz(path):
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda raw: b"", "empty file \\(0 bytes\\)"),
-    (lambda raw: raw[: len(raw) // 2], "not a readable .npz file \\(File is not a zip file\\)"),
-    (lambda raw: raw[:100] + bytes(b ^ 0xFF for b in raw[100:120]) + raw[120:], "not a readable .npz file \\(.+\\)"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda raw: b"", "empty file \\(0 bytes\\)"),
+        (lambda raw: raw[: len(raw) // 2], "not a readable .npz file \\(File is not a zip file\\)"),
+        (
+            lambda raw: raw[:100] + bytes(b ^ 0xFF for b in raw[100:120]) + raw[120:],
+            "not a readable .npz file \\(.+\\)",
+        ),
+    ],
+)
 def test_empty_or_corrupt_npz_is_a_data_error(tmp_path, damage, message):
     path = tmp_path / "broken.npz"
     path.write_bytes(damage(_valid_npz(path)))
@@ -141,7 +150,8 @@ def test_empty_file_through_the_cli_is_one_error_line(tmp_path, capsys):
             main(["datasets", "export", str(tmp_path / name), "--out", str(tmp_path / "out.npz")])
         assert info.value.code == 1
         assert capsys.readouterr().err.splitlines() == [
-            f"error: {tmp_path / name}: empty file (0 bytes), not a {name.split('.')[1]} file; write it again"]
+            f"error: {tmp_path / name}: empty file (0 bytes), not a {name.split('.')[1]} file; write it again"
+        ]
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".h5"])
@@ -177,8 +187,11 @@ def test_missing_key_lists_the_keys_in_the_file(tmp_path):
     path = tmp_path / "keys.h5"
     with h5py.File(path, "w") as f:
         f["images"], f["x_train"], f["labels"] = np.zeros((3, 2)), np.zeros((3, 2)), np.zeros(3)
-    with pytest.raises(DataError, match=r"keys.h5: no 'x_validation' or 'x' array; the file holds: images, labels, "
-                                        r"x_train \(see"):
+    with pytest.raises(
+        DataError,
+        match=r"keys.h5: no 'x_validation' or 'x' array; the file holds: images, labels, "
+        r"x_train \(see",
+    ):
         load(str(path), "validation")
 
 

@@ -17,15 +17,17 @@ def photos():
     from sklearn.datasets import load_sample_images
 
     bunch = load_sample_images()
-    return {name: bunch.images[[f.endswith(name) for f in bunch.filenames].index(True)]
-            for name in ("china.jpg", "flower.jpg")}
+    return {
+        name: bunch.images[[f.endswith(name) for f in bunch.filenames].index(True)]
+        for name in ("china.jpg", "flower.jpg")
+    }
 
 
 def _coverage(split):
     """Per image, a boolean (427, 640) mask of the pixels some crop of ``split`` covers."""
     mask = np.zeros((2, 427, 640), bool)
     for image, top, left in crop_corners(split):
-        mask[image, top:top + 32, left:left + 32] = True
+        mask[image, top : top + 32, left : left + 32] = True
     return mask
 
 
@@ -46,7 +48,7 @@ def test_patches32_crops_are_the_photographs_at_their_corners(photos):
         assert torch.equal(ds.y, torch.from_numpy(corners[:, 0]))
         for i in range(0, len(ds), 7):
             image, top, left = corners[i]
-            crop = torch.from_numpy(pictures[image][top:top + 32, left:left + 32].astype(np.int64)).permute(2, 0, 1)
+            crop = torch.from_numpy(pictures[image][top : top + 32, left : left + 32].astype(np.int64)).permute(2, 0, 1)
             mirrored = torch.equal(ds.x[i], crop.flip(-1))
             assert torch.equal(ds.x[i], crop) or (split == "train" and mirrored)
             flipped += mirrored and not torch.equal(crop, crop.flip(-1))
@@ -91,8 +93,10 @@ def _cifar(root, sizes=(3, 3, 3, 3, 8), test=4, seed=0):
     for name, n in [*zip(TRAIN_FILES, sizes, strict=True), (TEST_FILE, test)]:
         images = rng.randint(0, 256, (n, 3, 32, 32)).astype(np.uint8)
         labels = rng.randint(0, 10, n).astype(np.uint8)
-        records = [bytes([int(label)]) + image[0].tobytes() + image[1].tobytes() + image[2].tobytes()
-                   for image, label in zip(images, labels, strict=True)]
+        records = [
+            bytes([int(label)]) + image[0].tobytes() + image[1].tobytes() + image[2].tobytes()
+            for image, label in zip(images, labels, strict=True)
+        ]
         (root / name).write_bytes(b"".join(records))
         written[name] = (images, labels)
     return written
@@ -111,8 +115,8 @@ def test_cifar_reads_planes_and_splits_train_validation_test(tmp_path):
     assert torch.equal(test.y, torch.from_numpy(written[TEST_FILE][1].astype(np.int64)))
     # channel 0 is the first plane after the label byte: red
     raw = (tmp_path / "cifar-10-batches-bin" / TEST_FILE).read_bytes()
-    assert list(test.x[1, 0, 0, :5]) == list(raw[RECORD + 1: RECORD + 6])
-    assert list(test.x[1, 2, 31, -3:]) == list(raw[2 * RECORD - 3: 2 * RECORD])
+    assert list(test.x[1, 0, 0, :5]) == list(raw[RECORD + 1 : RECORD + 6])
+    assert list(test.x[1, 2, 31, -3:]) == list(raw[2 * RECORD - 3 : 2 * RECORD])
     assert train.spec.shape == (3, 32, 32) and train.spec.levels == 256 and train.spec.num_classes == 10
 
 
@@ -129,8 +133,11 @@ def test_cifar_errors(tmp_path):
     _cifar(tmp_path)
     test_file = tmp_path / TEST_FILE
     test_file.write_bytes(test_file.read_bytes()[:-100])
-    with pytest.raises(DataError, match=rf"test_batch.bin: {4 * RECORD - 100} bytes is not a whole number of "
-                                        r"3073-byte CIFAR-10 records"):
+    with pytest.raises(
+        DataError,
+        match=rf"test_batch.bin: {4 * RECORD - 100} bytes is not a whole number of "
+        r"3073-byte CIFAR-10 records",
+    ):
         load(f"cifar:{tmp_path}", "test")
     test_file.write_bytes(b"")
     with pytest.raises(DataError, match="test_batch.bin: 0 bytes"):

@@ -40,11 +40,14 @@ def test_rank5_arrays_load_as_video(tmp_path, suffix):
     assert test.spec.num_classes == 3 and test.spec.dims == 120
 
 
-@pytest.mark.parametrize("array, message", [
-    (np.zeros((4, 2, 1, 3, 3, 2), np.uint8), r"\(N, T, C, H, W\) videos, got shape \(4, 2, 1, 3, 3, 2\)"),
-    (np.zeros((4, 2, 1, 3, 3), np.float32), "videos must be integers in \\[0, levels\\), got float32"),
-    (np.full((4, 2, 1, 3, 3), 9, np.int64), r"pixel values must lie in \[0, 5\)"),
-])
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros((4, 2, 1, 3, 3, 2), np.uint8), r"\(N, T, C, H, W\) videos, got shape \(4, 2, 1, 3, 3, 2\)"),
+        (np.zeros((4, 2, 1, 3, 3), np.float32), "videos must be integers in \\[0, levels\\), got float32"),
+        (np.full((4, 2, 1, 3, 3), 9, np.int64), r"pixel values must lie in \[0, 5\)"),
+    ],
+)
 def test_malformed_video_arrays(tmp_path, array, message):
     path = tmp_path / "v.npz"
     np.savez(path, x_train=array, levels=5)
@@ -91,8 +94,11 @@ def test_malformed_frames_folders(tmp_path):
         load(f"frames:{tmp_path / 'a'}")
     _write_clip(tmp_path / "b" / "clip1", np.zeros((2, 4, 4)))
     _write_clip(tmp_path / "b" / "clip2", [np.zeros((4, 4)), np.zeros((5, 4))])
-    with pytest.raises(DataError, match=r"images differ in size: clip1/000.png is 4x4 with 1 channel, "
-                                        r"clip2/001.png is 5x4 with 1 channel"):
+    with pytest.raises(
+        DataError,
+        match=r"images differ in size: clip1/000.png is 4x4 with 1 channel, "
+        r"clip2/001.png is 5x4 with 1 channel",
+    ):
         load(f"frames:{tmp_path / 'b'}")
     _write_clip(tmp_path / "c", np.zeros((2, 4, 4)))
     with pytest.raises(DataError, match="put each clip's frames in its own sub-folder"):
@@ -122,7 +128,7 @@ def _documented_clips(images, n, seed):
     for i in range(n):
         pos, vel = start[i].copy(), velocity[i].copy()
         for t in range(8):
-            clips[i, t, 0, pos[0]:pos[0] + 8, pos[1]:pos[1] + 8] = images[source[i]]
+            clips[i, t, 0, pos[0] : pos[0] + 8, pos[1] : pos[1] + 8] = images[source[i]]
             pos = pos + vel
             for axis in range(2):
                 if pos[axis] > 8:
@@ -166,7 +172,7 @@ def test_frame_strip_and_gif(tmp_path):
     pixels = np.asarray(strip)
     assert strip.size == (2 + 8 * 18, 2 + 3 * 18)  # 16 px frames, 2 px gaps, one row per clip
     for r, t in ((0, 0), (2, 5)):
-        tile = pixels[2 + r * 18: 18 + r * 18, 2 + t * 18: 18 + t * 18]
+        tile = pixels[2 + r * 18 : 18 + r * 18, 2 + t * 18 : 18 + t * 18]
         assert np.array_equal(tile, np.round(clips[r, t, 0].numpy() * 255 / 16).astype(np.uint8))
     animation = Image.open(gif(clips, tmp_path / "a.gif", levels=17))
     assert animation.n_frames == 8 and animation.info["loop"] == 0

@@ -10,8 +10,20 @@ import torch
 
 from gmkit_core.artifact import read_run
 
-COMMON = ["--data", "digits", "--set", "train.batch_size=100", "--set", "train.eval_every=10",
-          "--set", "train.lr=0.05", "--device", "cpu", "--quiet", "--no-pictures"]
+COMMON = [
+    "--data",
+    "digits",
+    "--set",
+    "train.batch_size=100",
+    "--set",
+    "train.eval_every=10",
+    "--set",
+    "train.lr=0.05",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--no-pictures",
+]
 
 
 def _port():
@@ -21,10 +33,27 @@ def _port():
 
 
 def _gmkit(*args, procs=1):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs),
-                "--master-addr", "127.0.0.1", "--master-port", _port()] if procs > 1 else [sys.executable]
-    proc = subprocess.run([*launcher, "-m", "gmkit_core.cli", "train", "independent", *args, *COMMON],
-                          capture_output=True, text=True, timeout=600)
+    launcher = (
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(procs),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            _port(),
+        ]
+        if procs > 1
+        else [sys.executable]
+    )
+    proc = subprocess.run(
+        [*launcher, "-m", "gmkit_core.cli", "train", "independent", *args, *COMMON],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -56,13 +85,43 @@ def test_owned_step_under_ddp_equals_one_process(tmp_path):
     script = tmp_path / "with_test_models.py"
     script.write_text(_WITH_TEST_MODELS)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    args = ["train", "test_twogroups", "--data", "moons:2000", "--steps", "15", "--set", "train.batch_size=100",
-            "--set", "train.eval_every=5", "--set", "train.lr=0.05", "--device", "cpu", "--quiet", "--no-pictures"]
+    args = [
+        "train",
+        "test_twogroups",
+        "--data",
+        "moons:2000",
+        "--steps",
+        "15",
+        "--set",
+        "train.batch_size=100",
+        "--set",
+        "train.eval_every=5",
+        "--set",
+        "train.lr=0.05",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--no-pictures",
+    ]
     for procs, out in ((1, tmp_path / "one.h5"), (2, tmp_path / "two.h5")):
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
-                    "127.0.0.1", "--master-port", _port()] if procs == 2 else [sys.executable]
-        proc = subprocess.run([*launcher, str(script), *args, "--out", str(out)], capture_output=True, text=True,
-                              timeout=600, env=env)
+        launcher = (
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc-per-node",
+                "2",
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                _port(),
+            ]
+            if procs == 2
+            else [sys.executable]
+        )
+        proc = subprocess.run(
+            [*launcher, str(script), *args, "--out", str(out)], capture_output=True, text=True, timeout=600, env=env
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = read_run(tmp_path / "one.h5"), read_run(tmp_path / "two.h5")
     for key in ("loc", "log_scale"):

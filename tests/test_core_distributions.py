@@ -45,8 +45,12 @@ def test_kl_closed_form_is_nonnegative_and_zero_only_for_equal(m1, s1, m2, s2):
 
 def test_kl_closed_form_matches_monte_carlo():
     g = torch.Generator().manual_seed(0)
-    q = Normal(torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64), torch.tensor([0.5, 1.3, 0.8], dtype=torch.float64), 1)
-    p = Normal(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64), torch.tensor([1.0, 0.7, 2.0], dtype=torch.float64), 1)
+    q = Normal(
+        torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64), torch.tensor([0.5, 1.3, 0.8], dtype=torch.float64), 1
+    )
+    p = Normal(
+        torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64), torch.tensor([1.0, 0.7, 2.0], dtype=torch.float64), 1
+    )
     z = q.sample(g, (200_000,))
     ratio = q.log_prob(z) - p.log_prob(z)
     standard_error = float(ratio.std()) / math.sqrt(len(ratio))
@@ -74,7 +78,9 @@ def test_standard_normal_prior_log_prob_and_samples():
     ref = scipy_stats.multivariate_normal(np.zeros(3), np.eye(3)).logpdf(z.numpy())
     assert np.allclose(prior.log_prob(z).numpy(), ref)
     assert prior.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 3)
-    assert float(kl_normal(Normal(z, torch.ones_like(z)), prior.as_normal(z))[0]) == pytest.approx(0.5 * float((z[0] ** 2).sum()))
+    assert float(kl_normal(Normal(z, torch.ones_like(z)), prior.as_normal(z))[0]) == pytest.approx(
+        0.5 * float((z[0] ** 2).sum())
+    )
 
 
 def _all_levels(levels, shape):
@@ -103,12 +109,15 @@ def test_discretized_logistic_sums_to_one_and_matches_scipy(levels, mu, log_s):
 def test_discretized_gaussian_sums_to_one_and_matches_scipy(levels, mu, log_s):
     loc = torch.full((1,), mu, dtype=torch.float64)
     lp = DiscretizedGaussian(loc, torch.full((1,), log_s, dtype=torch.float64), levels).log_prob(
-        torch.arange(levels).unsqueeze(1))
+        torch.arange(levels).unsqueeze(1)
+    )
     assert float(torch.logsumexp(lp, 0)) == pytest.approx(0.0, abs=1e-9)
     c = 2 * np.arange(levels) / (levels - 1) - 1
     h = 1 / (levels - 1)
     dist = scipy_stats.norm(mu, math.exp(log_s))
-    ref = np.where(np.arange(levels) == levels - 1, 1.0, dist.cdf(c + h)) - np.where(np.arange(levels) == 0, 0.0, dist.cdf(c - h))
+    ref = np.where(np.arange(levels) == levels - 1, 1.0, dist.cdf(c + h)) - np.where(
+        np.arange(levels) == 0, 0.0, dist.cdf(c - h)
+    )
     mask = ref > 1e-200
     assert np.allclose(np.exp(lp.numpy())[mask], ref[mask], rtol=1e-6, atol=1e-12)
 
@@ -119,7 +128,9 @@ def test_discretized_tails_are_finite_with_finite_gradients():
     x = torch.tensor([[16, 0, 8, 3]])
     for cls in (DiscretizedLogistic, DiscretizedGaussian):
         lp = cls(loc, log_scale, 17, event_dims=0).log_prob(x)
-        assert torch.isfinite(lp).all() or cls is DiscretizedGaussian  # Gaussian tails may underflow to -inf only far out
+        assert (
+            torch.isfinite(lp).all() or cls is DiscretizedGaussian
+        )  # Gaussian tails may underflow to -inf only far out
         lp[torch.isfinite(lp)].sum().backward()
         assert torch.isfinite(loc.grad).all() and torch.isfinite(log_scale.grad).all()
         loc.grad = log_scale.grad = None
@@ -134,19 +145,31 @@ def test_mixture_sums_to_one_and_equals_weighted_components():
     lp = mix.log_prob(x)
     assert float(torch.logsumexp(lp, 0)) == pytest.approx(0.0, abs=1e-9)
     pi = torch.softmax(w, 0)
-    direct = sum(pi[k] * DiscretizedLogistic(loc[k:k + 1], ls[k:k + 1] * 0.5, L).log_prob(x).exp() for k in range(K))
+    direct = sum(
+        pi[k] * DiscretizedLogistic(loc[k : k + 1], ls[k : k + 1] * 0.5, L).log_prob(x).exp() for k in range(K)
+    )
     assert torch.allclose(lp.exp(), direct, atol=1e-12)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Bernoulli(torch.tensor([0.7], dtype=torch.float64)),
-    lambda: Categorical(torch.tensor([[0.1, -1.0, 2.0, 0.3]], dtype=torch.float64)),
-    lambda: DiscretizedLogistic(torch.tensor([0.2], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64), 5),
-    lambda: DiscretizedGaussian(torch.tensor([-0.3], dtype=torch.float64), torch.tensor([-1.2], dtype=torch.float64), 5),
-    lambda: DiscretizedLogisticMixture(torch.tensor([[0.0, 1.0]], dtype=torch.float64),
-                                       torch.tensor([[-0.5, 0.5]], dtype=torch.float64),
-                                       torch.tensor([[-1.5, -1.0]], dtype=torch.float64), 5),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Bernoulli(torch.tensor([0.7], dtype=torch.float64)),
+        lambda: Categorical(torch.tensor([[0.1, -1.0, 2.0, 0.3]], dtype=torch.float64)),
+        lambda: DiscretizedLogistic(
+            torch.tensor([0.2], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64), 5
+        ),
+        lambda: DiscretizedGaussian(
+            torch.tensor([-0.3], dtype=torch.float64), torch.tensor([-1.2], dtype=torch.float64), 5
+        ),
+        lambda: DiscretizedLogisticMixture(
+            torch.tensor([[0.0, 1.0]], dtype=torch.float64),
+            torch.tensor([[-0.5, 0.5]], dtype=torch.float64),
+            torch.tensor([[-1.5, -1.0]], dtype=torch.float64),
+            5,
+        ),
+    ],
+)
 def test_samples_follow_the_probabilities(make):
     d = make()
     levels = 2 if isinstance(d, Bernoulli) else 4 if isinstance(d, Categorical) else 5
@@ -173,7 +196,7 @@ def test_dequantization_gives_an_upper_bound_on_discrete_nll():
     # A density on [0,1]: p(y) = 2y. Its exact bin masses are ((k+1)^2 - k^2) / L^2.
     levels = 4
     x = torch.arange(levels)
-    exact = -torch.log(((x + 1) ** 2 - x ** 2).double() / levels ** 2)
+    exact = -torch.log(((x + 1) ** 2 - x**2).double() / levels**2)
     y = dequantize(x.repeat(50_000), levels, torch.Generator().manual_seed(0)).double()
     bound = (-torch.log(2 * y)).reshape(50_000, levels).mean(0) + dequantization_nats(1, levels)
     assert (bound >= exact - 1e-3).all()
@@ -182,13 +205,14 @@ def test_dequantization_gives_an_upper_bound_on_discrete_nll():
 
 @given(st.integers(2, 300), st.integers(0, 2**31 - 1))
 def test_quantize_inverts_dequantize_for_every_level(levels, seed):
-    x = torch.arange(levels).repeat(3)                    # every level, three noise draws each
+    x = torch.arange(levels).repeat(3)  # every level, three noise draws each
     y = dequantize(x, levels, torch.Generator().manual_seed(seed))
     assert torch.equal(quantize(y, levels), x)
-    edges = torch.tensor([0.0, 1 - 1e-6], dtype=torch.float64)   # both ends of each bin, by hand
+    edges = torch.tensor([0.0, 1 - 1e-6], dtype=torch.float64)  # both ends of each bin, by hand
     for u in edges:
-        assert torch.equal(quantize((torch.arange(levels, dtype=torch.float64) + u) / levels, levels),
-                           torch.arange(levels))
+        assert torch.equal(
+            quantize((torch.arange(levels, dtype=torch.float64) + u) / levels, levels), torch.arange(levels)
+        )
 
 
 @given(st.integers(2, 300))
@@ -197,8 +221,8 @@ def test_quantize_centred_inverts_to_unit_interval_and_finds_the_nearest_centre(
     assert torch.equal(quantize(to_unit_interval(x, levels), levels, centred=True), x)
     y = torch.linspace(-1.2, 1.2, 997, dtype=torch.float64)
     centres = to_unit_interval(torch.arange(levels), levels, torch.float64)
-    nearest = (y[:, None] - centres[None]).abs().argmin(1)   # brute force over all centres
+    nearest = (y[:, None] - centres[None]).abs().argmin(1)  # brute force over all centres
     got = quantize(y, levels, centred=True)
-    tie = ((y[:, None] - centres[None]).abs().sort(1).values.diff(dim=1)[:, 0] < 1e-9)
+    tie = (y[:, None] - centres[None]).abs().sort(1).values.diff(dim=1)[:, 0] < 1e-9
     assert torch.equal(got[~tie], nearest[~tie])
     assert int(quantize(torch.tensor([-5.0, 5.0]), levels, centred=True)[1]) == levels - 1

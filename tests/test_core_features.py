@@ -43,8 +43,12 @@ def test_shipped_file_matches_its_recorded_hashes_and_accuracy():
 
 def test_training_script_reproduces_the_shipped_weights_bit_for_bit(tmp_path):
     out = tmp_path / "again.h5"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_digits_features.py"), "--out", str(out)],
-                          capture_output=True, text=True, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_digits_features.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={"OMP_NUM_THREADS": "1", "PATH": ""},
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     with h5py.File(out) as new, h5py.File(DIGITS_FILE) as shipped:
@@ -115,8 +119,9 @@ def test_inception_loads_a_local_state_dict_and_gives_2048_features(tmp_path):
     features = extractor(x)
     assert features.shape == (2, 2048) and features.dtype == torch.float64
     # grey replicated to RGB, levels to [-1, 1], bilinear resize to 299
-    u = torch.nn.functional.interpolate((x.float() / 16 * 2 - 1).repeat(1, 3, 1, 1), size=(299, 299),
-                                        mode="bilinear", align_corners=False)
+    u = torch.nn.functional.interpolate(
+        (x.float() / 16 * 2 - 1).repeat(1, 3, 1, 1), size=(299, 299), mode="bilinear", align_corners=False
+    )
     net.eval()
     with torch.no_grad():
         assert torch.allclose(features, net(u).double(), rtol=1e-5, atol=1e-6)

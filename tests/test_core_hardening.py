@@ -31,8 +31,9 @@ def one_error_line(proc, rc=1):
 
 
 def test_run_files_end_in_h5(tmp_path):
-    assert "run files end in .h5" in one_error_line(gmkit("train", "independent", "--data", "moons", "--out",
-                                                          str(tmp_path / "x.txt"), *QUICK))
+    assert "run files end in .h5" in one_error_line(
+        gmkit("train", "independent", "--data", "moons", "--out", str(tmp_path / "x.txt"), *QUICK)
+    )
     assert not (tmp_path / "x.txt").exists()
 
 
@@ -74,7 +75,9 @@ def test_resume_defaults_out_and_says_when_there_is_nothing_to_do(tmp_path):
     assert gmkit("train", "independent", "--data", "moons", "--out", out, *QUICK).returncode == 0
     proc = gmkit("train", "independent", "--data", "moons", "--resume", out, "--steps", "10")
     assert proc.returncode == 0 and "already reached step 10" in proc.stderr and "0.0s" not in proc.stdout
-    proc = gmkit("train", "independent", "--data", "moons", "--resume", out, "--steps", "20", "--quiet", "--no-pictures")
+    proc = gmkit(
+        "train", "independent", "--data", "moons", "--resume", out, "--steps", "20", "--quiet", "--no-pictures"
+    )
     assert proc.returncode == 0
     from gmkit_core.artifact import read_run
 
@@ -94,7 +97,9 @@ def test_relative_data_sources_are_stored_absolute(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     np.savez(data / "v.npz", x=np.random.RandomState(0).randn(400, 2).astype("float32"))
-    assert gmkit("train", "independent", "--data", "npz:data/v.npz", "--out", "r.h5", *QUICK, cwd=tmp_path).returncode == 0
+    assert (
+        gmkit("train", "independent", "--data", "npz:data/v.npz", "--out", "r.h5", *QUICK, cwd=tmp_path).returncode == 0
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     assert gmkit("eval", str(tmp_path / "r.h5"), cwd=elsewhere).returncode == 0
@@ -108,17 +113,21 @@ def test_training_from_in_memory_arrays(tmp_path):
     arrays = {"x_train": rng.randn(300, 2).astype("float32"), "x_validation": rng.randn(50, 2).astype("float32")}
     result = train("independent", arrays, tmp_path / "r.h5", steps=5, quiet=True, pictures=False)
     assert result.run.record.data["source"] == "<in-memory arrays>"
-    assert torch.isfinite(result.run.model.nll(next(iter(
-        __import__("gmkit_core").data.load("moons", "test").batches(8))))).all()
+    assert torch.isfinite(
+        result.run.model.nll(next(iter(__import__("gmkit_core").data.load("moons", "test").batches(8))))
+    ).all()
 
 
-@pytest.mark.parametrize("device, expected", [("cuda", "this torch build has no CUDA"), ("tpu", "unknown device"),
-                                              ("meta", "gmkit runs on cpu, cuda or mps")])
+@pytest.mark.parametrize(
+    "device, expected",
+    [("cuda", "this torch build has no CUDA"), ("tpu", "unknown device"), ("meta", "gmkit runs on cpu, cuda or mps")],
+)
 def test_unusable_devices_list_what_is_available(tmp_path, device, expected):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    line = one_error_line(gmkit("train", "independent", "--data", "moons", "--out", str(tmp_path / "r.h5"),
-                                "--device", device, *QUICK))
+    line = one_error_line(
+        gmkit("train", "independent", "--data", "moons", "--out", str(tmp_path / "r.h5"), "--device", device, *QUICK)
+    )
     assert expected in line and "available here: cpu" in line
 
 
@@ -163,24 +172,31 @@ def test_plugins_listing_says_entry_or_entries():
 
 
 def test_bench_checks_every_model_before_training_any(tmp_path):
-    line = one_error_line(gmkit("bench", "independent", "nosuch", "--data", "moons", "--budget", "5",
-                                "--out-dir", str(tmp_path)))
+    line = one_error_line(
+        gmkit("bench", "independent", "nosuch", "--data", "moons", "--budget", "5", "--out-dir", str(tmp_path))
+    )
     assert "no model named 'nosuch'" in line and not list(tmp_path.glob("*.h5"))
     assert "glow cannot be benchmarked on moons" in one_error_line(
-        gmkit("bench", "independent", "glow", "--data", "moons", "--budget", "5"))
+        gmkit("bench", "independent", "glow", "--data", "moons", "--budget", "5")
+    )
 
 
 @pytest.mark.parametrize("budget", ["0", "-1"])
 def test_bench_budget_must_be_positive(budget):
     assert f"--budget must be a positive number of seconds, got {budget}" in one_error_line(
-        gmkit("bench", "independent", "--data", "moons", "--budget", budget))
+        gmkit("bench", "independent", "--data", "moons", "--budget", budget)
+    )
 
 
 def test_bench_keeps_finished_results_when_a_later_model_fails(test_models):
     from gmkit_core.bench import benchmark
 
-    rows = benchmark(["test_noisy", "test_diverging"], "moons:2000", budget=60,
-                     assignments=("train.steps=40", "train.eval_every=10", "train.batch_size=64"))
+    rows = benchmark(
+        ["test_noisy", "test_diverging"],
+        "moons:2000",
+        budget=60,
+        assignments=("train.steps=40", "train.eval_every=10", "train.batch_size=64"),
+    )
     assert rows[0]["model"] == "test_noisy" and rows[0]["steps"] == 40 and "error" not in rows[0]
     assert rows[1]["model"] == "test_diverging" and "diverged" in rows[1]["error"]
 
@@ -188,8 +204,23 @@ def test_bench_keeps_finished_results_when_a_later_model_fails(test_models):
 def test_label_on_a_run_trained_without_labels_says_so(tmp_path):
     pytest.importorskip("gmkit_diffusion")
     out = str(tmp_path / "d.h5")
-    assert gmkit("train", "ddpm", "--data", "moons", "--out", out, "--steps", "2", "--set", "T=20",
-                 "--quiet", "--no-pictures").returncode == 0
+    assert (
+        gmkit(
+            "train",
+            "ddpm",
+            "--data",
+            "moons",
+            "--out",
+            out,
+            "--steps",
+            "2",
+            "--set",
+            "T=20",
+            "--quiet",
+            "--no-pictures",
+        ).returncode
+        == 0
+    )
     line = one_error_line(gmkit("sample", out, "-n", "4", "--label", "1", "--out", str(tmp_path / "s.png")))
     assert "this run's data (moons) had no labels" in line and "sample without --label" in line
 

@@ -109,7 +109,10 @@ def test_kid_is_unbiased_and_positive_for_different_distributions():
 
 def test_kid_mean_and_std_over_subsets():
     g = torch.Generator().manual_seed(4)
-    x, y = torch.randn(60, 3, generator=g, dtype=torch.float64), 1 + torch.randn(80, 3, generator=g, dtype=torch.float64)
+    x, y = (
+        torch.randn(60, 3, generator=g, dtype=torch.float64),
+        1 + torch.randn(80, 3, generator=g, dtype=torch.float64),
+    )
     mean, std = kernel_distance(x, y, subsets=25, subset_size=1000, seed=7)
     # subset size min(1000, 60, 80) = 60: the subsets of x are all of x; replay the draws by hand
     gen = torch.Generator().manual_seed(7)
@@ -124,12 +127,13 @@ def test_kid_mean_and_std_over_subsets():
 
 def _prdc_loops(real, fake, k):
     """Brute force from the definitions (open balls, k-th nearest other point)."""
+
     def radii(z):
         d = np.linalg.norm(z[:, None] - z[None], axis=2)
         return np.sort(d, axis=1)[:, k]
 
     rr, rf = radii(real), radii(fake)
-    d = np.linalg.norm(real[:, None] - fake[None], axis=2)        # (N, M)
+    d = np.linalg.norm(real[:, None] - fake[None], axis=2)  # (N, M)
     precision = np.mean([any(d[i, j] < rr[i] for i in range(len(real))) for j in range(len(fake))])
     recall = np.mean([any(d[i, j] < rf[j] for j in range(len(fake))) for i in range(len(real))])
     density = sum(d[i, j] < rr[i] for i in range(len(real)) for j in range(len(fake))) / (k * len(fake))
@@ -168,7 +172,10 @@ def test_prdc_disjoint_far_apart_sets_score_zero():
 def test_prdc_of_a_subset():
     # two far-apart clusters of 60 and 40 real points; the fakes are exactly the first cluster
     g = torch.Generator().manual_seed(8)
-    a, b = torch.randn(60, 2, generator=g, dtype=torch.float64), 50 + torch.randn(40, 2, generator=g, dtype=torch.float64)
+    a, b = (
+        torch.randn(60, 2, generator=g, dtype=torch.float64),
+        50 + torch.randn(40, 2, generator=g, dtype=torch.float64),
+    )
     values = prdc(torch.cat([a, b]), a.clone(), k=5)
     assert values["precision"] == 1.0 and values["density"] == 1.0
     assert values["recall"] == pytest.approx(0.6) and values["coverage"] == pytest.approx(0.6)

@@ -67,8 +67,11 @@ def runs(tmp_path_factory):
         registry.add_plugin(sys.modules[__name__], name="gmkit-qualitymodels")
     folder = tmp_path_factory.mktemp("runs")
     fast = {"batch_size": 100, "lr": 0.1, "eval_every": 100, "threads": 1}
-    for name, model, data in (("none", "test_qnone", "digits"), ("cond", "test_qcond", "digits"),
-                              ("moons", "independent", "moons")):
+    for name, model, data in (
+        ("none", "test_qnone", "digits"),
+        ("cond", "test_qcond", "digits"),
+        ("moons", "independent", "moons"),
+    ):
         train(model, data, folder / f"{name}.h5", steps=100, quiet=True, pictures=False, train_overrides=fast)
     return folder
 
@@ -106,12 +109,29 @@ def test_conditional_model_gets_balanced_labels_and_class_accuracy(runs):
 
 
 def test_eval_cli_json_and_text(runs, capsys):
-    code, out, err = _cli(capsys, "eval", str(runs / "none.h5"), "--metrics", "fd,kid,prdc", "--samples", "200",
-                          "--json")
+    code, out, err = _cli(
+        capsys, "eval", str(runs / "none.h5"), "--metrics", "fd,kid,prdc", "--samples", "200", "--json"
+    )
     assert code == 0, err
     doc = json.loads(out)
-    assert {"model", "dataset", "split", "n", "likelihood", "fd", "kid", "kid_std", "precision", "recall", "density",
-            "coverage", "feature_extractor", "feature_sha256", "n_samples", "n_reference"} <= set(doc)
+    assert {
+        "model",
+        "dataset",
+        "split",
+        "n",
+        "likelihood",
+        "fd",
+        "kid",
+        "kid_std",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "feature_extractor",
+        "feature_sha256",
+        "n_samples",
+        "n_reference",
+    } <= set(doc)
     assert doc["n_samples"] == 200 and doc["feature_sha256"] == gmkit_core.features.classifier.DIGITS_SHA256
     code, out, err = _cli(capsys, "eval", str(runs / "moons.h5"), "--metrics", "fd,prdc", "--samples", "300")
     assert code == 0, err
@@ -120,29 +140,35 @@ def test_eval_cli_json_and_text(runs, capsys):
 
 
 def test_metrics_cli_compares_two_data_sets(capsys):
-    code, out, err = _cli(capsys, "metrics", "--data", "digits", "--split", "train", "--against", "digits:test",
-                          "--json")
+    code, out, err = _cli(
+        capsys, "metrics", "--data", "digits", "--split", "train", "--against", "digits:test", "--json"
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert doc["n_samples"] == 1000 and doc["n_reference"] == 447 and doc["reference"] == "digits (test)"
     assert doc["precision"] > 0.8 and doc["coverage"] > 0.8
-    code, out, _ = _cli(capsys, "metrics", "--data", "moons", "--against", "moons", "--metrics", "fd", "--samples", "500")
+    code, out, _ = _cli(
+        capsys, "metrics", "--data", "moons", "--against", "moons", "--metrics", "fd", "--samples", "500"
+    )
     assert code == 0 and "moons (train) against moons (test)" in out and "fd" in out
     assert parse_source_split("npz:/d/x.npz:validation") == ("npz:/d/x.npz", "validation")
     assert parse_source_split("npz:/d/x.npz") == ("npz:/d/x.npz", "test")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["metrics", "--data", "digits", "--against", "digits", "--metrics", "fd,fid"], "unknown metric 'fid'"),
-    (["metrics", "--data", "digits", "--against", "digits", "--samples", "4"], "needs more than 5 examples"),
-    (["metrics", "--data", "digits", "--against", "digits", "--features", "/nonexistent/f.h5"], "does not exist"),
-    (["metrics", "--data", "moons", "--against", "moons", "--features", "digits"], "takes images (1, 8, 8)"),
-    (["metrics", "--data", "digits", "--against", "moons"], "does not match"),
-    (["features", "fit", "--data", "moons", "--out", "/tmp/never-written.h5"], "trained on images"),
-    (["eval", "RUN", "--metrics", "fd,nope"], "unknown metric 'nope'"),
-    (["eval", "RUN", "--metrics", "prdc", "--samples", "3"], "needs more than 5 examples"),
-    (["eval", "RUN", "--metrics", "fd", "--features", "inception:/nonexistent.pth"], "never downloads"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["metrics", "--data", "digits", "--against", "digits", "--metrics", "fd,fid"], "unknown metric 'fid'"),
+        (["metrics", "--data", "digits", "--against", "digits", "--samples", "4"], "needs more than 5 examples"),
+        (["metrics", "--data", "digits", "--against", "digits", "--features", "/nonexistent/f.h5"], "does not exist"),
+        (["metrics", "--data", "moons", "--against", "moons", "--features", "digits"], "takes images (1, 8, 8)"),
+        (["metrics", "--data", "digits", "--against", "moons"], "does not match"),
+        (["features", "fit", "--data", "moons", "--out", "/tmp/never-written.h5"], "trained on images"),
+        (["eval", "RUN", "--metrics", "fd,nope"], "unknown metric 'nope'"),
+        (["eval", "RUN", "--metrics", "prdc", "--samples", "3"], "needs more than 5 examples"),
+        (["eval", "RUN", "--metrics", "fd", "--features", "inception:/nonexistent.pth"], "never downloads"),
+    ],
+)
 def test_user_errors_are_one_line(runs, capsys, args, message):
     args = [str(runs / "none.h5") if a == "RUN" else a for a in args]
     code, out, err = _cli(capsys, *args)
@@ -151,8 +177,9 @@ def test_user_errors_are_one_line(runs, capsys, args, message):
 
 
 def test_bench_gains_metric_columns(capsys):
-    code, out, err = _cli(capsys, "bench", "independent", "--budget", "2", "--metrics", "fd,prdc", "--samples", "100",
-                          "--json")
+    code, out, err = _cli(
+        capsys, "bench", "independent", "--budget", "2", "--metrics", "fd,prdc", "--samples", "100", "--json"
+    )
     assert code == 0, err
     row = json.loads(out)["results"][0]
     assert {"fd", "precision", "recall", "density", "coverage", "feature_extractor"} <= set(row)
@@ -176,9 +203,11 @@ def test_run_evaluate_takes_metrics(runs):
 def test_metric_commands_start_without_torch(args):
     import subprocess
 
-    code = (f"import sys, runpy; sys.argv = ['gmkit', *{args!r}]\n"
-            "try:\n    runpy.run_module('gmkit_core.cli', run_name='__main__')\n"
-            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        f"import sys, runpy; sys.argv = ['gmkit', *{args!r}]\n"
+        "try:\n    runpy.run_module('gmkit_core.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -14,8 +14,16 @@ FAST = {"eval_every": 10, "checkpoint_every": 20, "batch_size": 64, "ema": 0.9}
 
 
 def _run(tmp_path, name, steps, resume=None, overrides=FAST):
-    return train("test_twoplayer", "moons:2000", tmp_path / name, steps=steps, train_overrides=None if resume else overrides,
-                 resume=resume, quiet=True, pictures=False)
+    return train(
+        "test_twoplayer",
+        "moons:2000",
+        tmp_path / name,
+        steps=steps,
+        train_overrides=None if resume else overrides,
+        resume=resume,
+        quiet=True,
+        pictures=False,
+    )
 
 
 def test_two_optimisers_resume_bit_exactly(tmp_path, test_models):
@@ -78,12 +86,26 @@ def test_owned_step_refuses_accumulation(tmp_path, test_models):
 
 
 def test_a_plugin_trainer_is_selected_by_name(tmp_path, test_models):
-    result = train("test_noisy", "moons:2000", tmp_path / "short.h5", steps=20, quiet=True, pictures=False,
-                   train_overrides={**FAST, "trainer": "test_short"})
+    result = train(
+        "test_noisy",
+        "moons:2000",
+        tmp_path / "short.h5",
+        steps=20,
+        quiet=True,
+        pictures=False,
+        train_overrides={**FAST, "trainer": "test_short"},
+    )
     assert result.outcome.step == 10  # the plugin's trainer ran (it stops at half the steps)
     with pytest.raises(NotRegisteredError, match="no trainer named 'nope'; available: default, test_short"):
-        train("test_noisy", "moons:2000", tmp_path / "x.h5", steps=2, quiet=True, pictures=False,
-              train_overrides={"trainer": "nope"})
+        train(
+            "test_noisy",
+            "moons:2000",
+            tmp_path / "x.h5",
+            steps=2,
+            quiet=True,
+            pictures=False,
+            train_overrides={"trainer": "nope"},
+        )
 
 
 def test_the_progress_bar_shows_the_models_own_figures():

@@ -26,6 +26,7 @@ def _models(*names):
     def gmkit_register_models(register):
         for n in names:
             register(n, "gmkit_example.model:Independent", family="t")
+
     return gmkit_register_models
 
 
@@ -54,12 +55,16 @@ def test_failures_are_isolated_and_named():
     bad_api = _module("old", api=0, gmkit_register_models=_models("m2"))
     unknown_hook = _module("typo")
     unknown_hook.gmkit_register_modles = hookimpl(lambda register: None)
-    reg = Registry(plugins=[
-        ("good", _module("good", gmkit_register_models=_models("m1"))),
-        ("dup", dup), ("old", bad_api), ("typo", unknown_hook),
-        ("raising", _module("raising", gmkit_register_models=raising)),
-        ("after", _module("after", gmkit_register_models=_models("m3"))),
-    ])
+    reg = Registry(
+        plugins=[
+            ("good", _module("good", gmkit_register_models=_models("m1"))),
+            ("dup", dup),
+            ("old", bad_api),
+            ("typo", unknown_hook),
+            ("raising", _module("raising", gmkit_register_models=raising)),
+            ("after", _module("after", gmkit_register_models=_models("m3"))),
+        ]
+    )
     errors = {p.name: p.error for p in reg.plugins()}
     assert errors["good"] is None and errors["after"] is None and errors["dup"] is None
     assert "targets gmkit core API 0" in errors["old"]
@@ -76,8 +81,12 @@ def test_failures_are_isolated_and_named():
 
 
 def test_an_intruder_cannot_take_a_name_from_a_plugin_with_several():
-    reg = Registry(plugins=[("gmkit-vae", _module("v", gmkit_register_models=_models("vae", "cvae", "hvae"))),
-                            ("gmkit-intruder", _module("i", gmkit_register_models=_models("vae")))])
+    reg = Registry(
+        plugins=[
+            ("gmkit-vae", _module("v", gmkit_register_models=_models("vae", "cvae", "hvae"))),
+            ("gmkit-intruder", _module("i", gmkit_register_models=_models("vae"))),
+        ]
+    )
     assert reg.names("model") == ["cvae", "hvae"]
     with pytest.raises(NotRegisteredError, match="'vae' is registered by both gmkit-vae and gmkit-intruder"):
         reg.get("model", "vae")
@@ -90,7 +99,9 @@ def test_missing_names_list_what_exists_and_failed_plugins():
     with pytest.raises(ConfigError, match="unknown kind"):
         reg.names("widget")
     broken = Registry(plugins=[("gmkit-vae", _module("v", api=1, gmkit_register_models=_models("vae")))])
-    with pytest.raises(NotRegisteredError, match="failed to load and may provide it: gmkit-vae: targets gmkit core API 1"):
+    with pytest.raises(
+        NotRegisteredError, match="failed to load and may provide it: gmkit-vae: targets gmkit core API 1"
+    ):
         broken.entry("model", "vae")
 
 
@@ -135,13 +146,25 @@ def test_entry_point_discovery_isolation_and_version_mismatch(tmp_path):
     _fake_dist(site, "gmkit-broken", "gmkit_broken_plugin", "raise ImportError('missing dependency frob')\n")
     _fake_dist(site, "gmkit-future", "gmkit_future_plugin", "GMKIT_API = 99\n")
     env = {**os.environ, "PYTHONPATH": str(site)}
-    out = subprocess.run([sys.executable, "-m", "gmkit_core.cli", "plugins", "--json"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "gmkit_core.cli", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     plugins = {p["name"]: p for p in json.loads(out)}
     assert "missing dependency frob" in plugins["gmkit-broken"]["error"]
     assert "targets gmkit core API 99" in plugins["gmkit-future"]["error"]
     assert plugins["gmkit-core"]["error"] is None
     assert plugins["gmkit-example"]["error"] is None and "model:independent" in plugins["gmkit-example"]["registers"]
-    models = json.loads(subprocess.run([sys.executable, "-m", "gmkit_core.cli", "models", "--json"], env=env,
-                                       capture_output=True, text=True, check=True).stdout)
+    models = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "gmkit_core.cli", "models", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert "independent" in [m["name"] for m in models]

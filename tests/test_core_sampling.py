@@ -42,14 +42,49 @@ def runs(tmp_path_factory):
     out = {}
     if "vae" in registry.names("model"):
         out["vae"] = str(folder / "vae.h5")
-        proc = gmkit("train", "vae", "--data", "digits", "--steps", "2", "--out", out["vae"], "--set", "hidden=16",
-                     "--set", "latent_dim=2", "--set", "train.eval_every=2", *QUIET)
+        proc = gmkit(
+            "train",
+            "vae",
+            "--data",
+            "digits",
+            "--steps",
+            "2",
+            "--out",
+            out["vae"],
+            "--set",
+            "hidden=16",
+            "--set",
+            "latent_dim=2",
+            "--set",
+            "train.eval_every=2",
+            *QUIET,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     if "ddpm" in registry.names("model"):
         out["ddpm"] = str(folder / "ddpm.h5")
-        proc = gmkit("train", "ddpm", "--data", "digits", "--steps", "2", "--out", out["ddpm"], "--set", "T=10",
-                     "--set", "channels=8", "--set", "mults=1", "--set", "attention=", "--set", "val_steps=2",
-                     "--set", "train.eval_every=2", *QUIET)
+        proc = gmkit(
+            "train",
+            "ddpm",
+            "--data",
+            "digits",
+            "--steps",
+            "2",
+            "--out",
+            out["ddpm"],
+            "--set",
+            "T=10",
+            "--set",
+            "channels=8",
+            "--set",
+            "mults=1",
+            "--set",
+            "attention=",
+            "--set",
+            "val_steps=2",
+            "--set",
+            "train.eval_every=2",
+            *QUIET,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
@@ -62,14 +97,37 @@ def test_a_diffusion_sampler_on_a_vae_is_one_error_line(runs, tmp_path):
 
 @needs("ddpm", "ddim")
 def test_a_bad_sampler_option_is_one_error_line_naming_it(runs, tmp_path):
-    proc = gmkit("sample", runs["ddpm"], "-n", "2", "--out", str(tmp_path / "s.npz"), "--sampler", "ddim",
-                 "--option", "steps=abc")
+    proc = gmkit(
+        "sample",
+        runs["ddpm"],
+        "-n",
+        "2",
+        "--out",
+        str(tmp_path / "s.npz"),
+        "--sampler",
+        "ddim",
+        "--option",
+        "steps=abc",
+    )
     _one_error_line(proc, "'steps'", "abc")
-    unknown = gmkit("sample", runs["ddpm"], "-n", "2", "--out", str(tmp_path / "s.npz"), "--sampler", "ddim",
-                    "--option", "stepz=3")
+    unknown = gmkit(
+        "sample", runs["ddpm"], "-n", "2", "--out", str(tmp_path / "s.npz"), "--sampler", "ddim", "--option", "stepz=3"
+    )
     _one_error_line(unknown, "stepz", "steps")
-    fine = gmkit("sample", runs["ddpm"], "-n", "2", "--out", str(tmp_path / "s.npz"), "--sampler", "ddim",
-                 "--option", "steps=3", "--option", "eta=1")  # eta=1 arrives as an int: read as a float
+    fine = gmkit(
+        "sample",
+        runs["ddpm"],
+        "-n",
+        "2",
+        "--out",
+        str(tmp_path / "s.npz"),
+        "--sampler",
+        "ddim",
+        "--option",
+        "steps=3",
+        "--option",
+        "eta=1",
+    )  # eta=1 arrives as an int: read as a float
     assert fine.returncode == 0, fine.stderr[-2000:]
 
 

@@ -26,8 +26,9 @@ def test_posterior_matches_bayes_rule(betas, data):
     s = NoiseSchedule(torch.tensor(betas, dtype=torch.float64))
     t = data.draw(st.integers(2, len(betas)))
     x0, xt = data.draw(st.floats(-2, 2)), data.draw(st.floats(-3, 3))
-    mean, var = s.q_posterior(torch.tensor([x0], dtype=torch.float64), torch.tensor([xt], dtype=torch.float64),
-                              torch.tensor([t]))
+    mean, var = s.q_posterior(
+        torch.tensor([x0], dtype=torch.float64), torch.tensor([xt], dtype=torch.float64), torch.tensor([t])
+    )
     # Bayes for Gaussians: prior x_{t-1} ~ N(sqrt(abar_{t-1}) x0, 1 - abar_{t-1}); likelihood x_t | x_{t-1} ~ N(sqrt(a_t) x_{t-1}, b_t)
     abar_prev = float(np.prod(1 - np.array(betas[: t - 1])))
     b = betas[t - 1]

@@ -25,9 +25,11 @@ PATHS = {"vp": vp_path, "linear": LinearPath}
 
 def gaussian_oracle(path: GaussianPath, m: float, s: float):
     r"""E[x0 | x_t] for x0 ~ N(m, s^2 I): m + alpha s^2 / (alpha^2 s^2 + sigma^2) (x - alpha m)."""
+
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a, sig = path.alpha(t)[:, None].double(), path.sigma(t)[:, None].double()
         return (m + a * s * s / (a * a * s * s + sig * sig) * (x.double() - a * m)).to(x.dtype)
+
     return denoise
 
 
@@ -57,8 +59,13 @@ def test_gaussian_data_follow_the_exact_flow_and_converge(method: str, name: str
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     errors = []
     for nfe in (5, 11, 41):
-        sigma0 = float(path.sigma(noise_levels(path, (nfe + 1) // 2 if method == "heun" else nfe, method,
-                                               SolverOptions(nfe=nfe))[0][:1].float()))
+        sigma0 = float(
+            path.sigma(
+                noise_levels(path, (nfe + 1) // 2 if method == "heun" else nfe, method, SolverOptions(nfe=nfe))[0][
+                    :1
+                ].float()
+            )
+        )
         start = sigma0 * x
         out = solve(method, gaussian_oracle(path, m, s), path, start, nfe=nfe)
         errors.append(float((out - exact_map(path, start, nfe, method, m, s)).abs().max()))

@@ -13,12 +13,23 @@ FAST = {"eval_every": 10, "checkpoint_every": 10, "batch_size": 64, "lr": 0.01}
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_like_fp32_and_keeps_full_precision_weights(tmp_path, test_models, precision):
-    runs = {p: train("test_noisy", "moons:2000", tmp_path / f"{p}.h5", steps=40, quiet=True, pictures=False,
-                     train_overrides={**FAST, "lr": 0.05, "precision": p}) for p in ("fp32", precision)}
+    runs = {
+        p: train(
+            "test_noisy",
+            "moons:2000",
+            tmp_path / f"{p}.h5",
+            steps=40,
+            quiet=True,
+            pictures=False,
+            train_overrides={**FAST, "lr": 0.05, "precision": p},
+        )
+        for p in ("fp32", precision)
+    }
     weights = read_run(tmp_path / f"{precision}.h5").weights
     assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
-    start = train("test_noisy", "moons:2000", tmp_path / "start.h5", steps=0, quiet=True, pictures=False,
-                  train_overrides=FAST).outcome.best_score
+    start = train(
+        "test_noisy", "moons:2000", tmp_path / "start.h5", steps=0, quiet=True, pictures=False, train_overrides=FAST
+    ).outcome.best_score
     fp32, mixed = runs["fp32"].outcome.best_score, runs[precision].outcome.best_score
     assert mixed < start - 0.2 and abs(mixed - fp32) < 0.05, (start, fp32, mixed)
 
@@ -42,17 +53,22 @@ def test_autocast_reaches_the_loss(test_models, monkeypatch):
 
     data = load("moons:2000", "train")
     model = registry.get("model", "test_noisy", data=data.spec)
-    DefaultTrainer().fit(model, {"train": data}, TrainConfig(steps=2, batch_size=64, precision="bf16", quiet=True,
-                                                             eval_every=0, checkpoint_every=0))
+    DefaultTrainer().fit(
+        model,
+        {"train": data},
+        TrainConfig(steps=2, batch_size=64, precision="bf16", quiet=True, eval_every=0, checkpoint_every=0),
+    )
     assert seen and all(dtype == torch.bfloat16 for dtype in seen)
 
 
 def test_fp16_loss_scaler_state_resumes_bit_exactly(tmp_path, test_models):
     settings = {**FAST, "precision": "fp16"}
-    train("test_noisy", "moons:2000", tmp_path / "full.h5", steps=30, train_overrides=settings, quiet=True,
-          pictures=False)
-    train("test_noisy", "moons:2000", tmp_path / "half.h5", steps=10, train_overrides=settings, quiet=True,
-          pictures=False)
+    train(
+        "test_noisy", "moons:2000", tmp_path / "full.h5", steps=30, train_overrides=settings, quiet=True, pictures=False
+    )
+    train(
+        "test_noisy", "moons:2000", tmp_path / "half.h5", steps=10, train_overrides=settings, quiet=True, pictures=False
+    )
     train("test_noisy", "moons:2000", None, steps=30, resume=tmp_path / "half.h5", quiet=True, pictures=False)
     full, half = read_run(tmp_path / "full.h5"), read_run(tmp_path / "half.h5")
     assert "loss_scaler" in full.trainer
@@ -62,10 +78,23 @@ def test_fp16_loss_scaler_state_resumes_bit_exactly(tmp_path, test_models):
 
 def test_compile_gives_the_eager_result(tmp_path, capsys):
     """On a deterministic model (compiled dropout draws its random numbers differently, by design)."""
-    eager = train("independent", "moons:2000", tmp_path / "e.h5", steps=3, quiet=True, pictures=False,
-                  train_overrides={**FAST, "eval_every": 0}).run.model.state_dict()
-    compiled = train("independent", "moons:2000", tmp_path / "c.h5", steps=3, pictures=False,
-                     train_overrides={**FAST, "eval_every": 0, "compile": True}).run.model.state_dict()
+    eager = train(
+        "independent",
+        "moons:2000",
+        tmp_path / "e.h5",
+        steps=3,
+        quiet=True,
+        pictures=False,
+        train_overrides={**FAST, "eval_every": 0},
+    ).run.model.state_dict()
+    compiled = train(
+        "independent",
+        "moons:2000",
+        tmp_path / "c.h5",
+        steps=3,
+        pictures=False,
+        train_overrides={**FAST, "eval_every": 0, "compile": True},
+    ).run.model.state_dict()
     assert "compiled" in capsys.readouterr().err  # the run header says so
     for key in eager:
         assert torch.allclose(eager[key], compiled[key], atol=1e-5), key
@@ -75,28 +104,53 @@ def test_compile_falls_back_to_eager_with_a_message(tmp_path, test_models, monke
     def broken(module):
         def call(*args):
             raise RuntimeError("no C++ compiler found")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken)
-    result = train("test_noisy", "moons:2000", tmp_path / "c.h5", steps=5, pictures=False,
-                   train_overrides={**FAST, "compile": True})
+    result = train(
+        "test_noisy",
+        "moons:2000",
+        tmp_path / "c.h5",
+        steps=5,
+        pictures=False,
+        train_overrides={**FAST, "compile": True},
+    )
     assert result.outcome.step == 5
     err = capsys.readouterr().err
-    assert err.count("train.compile: cannot compile this model (RuntimeError: no C++ compiler found); training eagerly") == 1
+    assert (
+        err.count("train.compile: cannot compile this model (RuntimeError: no C++ compiler found); training eagerly")
+        == 1
+    )
 
 
 def test_owned_steps_refuse_what_they_cannot_do(tmp_path, test_models):
     for option, match in (("compile", "runs its own training step"), ("precision", "use train.precision=bf16")):
         value = True if option == "compile" else "fp16"
         with pytest.raises(ConfigError, match=match):
-            train("test_twoplayer", "moons:2000", tmp_path / "r.h5", steps=2, quiet=True, pictures=False,
-                  train_overrides={option: value})
+            train(
+                "test_twoplayer",
+                "moons:2000",
+                tmp_path / "r.h5",
+                steps=2,
+                quiet=True,
+                pictures=False,
+                train_overrides={option: value},
+            )
 
 
 def test_channels_last_conv_weights(tmp_path, test_models):
     pytest.importorskip("gmkit_vae")
-    result = train("vae", "digits", tmp_path / "r.h5", steps=2, quiet=True, pictures=False, overrides={"network": "conv"},
-                   train_overrides={"channels_last": True, "eval_every": 0, "batch_size": 32})
+    result = train(
+        "vae",
+        "digits",
+        tmp_path / "r.h5",
+        steps=2,
+        quiet=True,
+        pictures=False,
+        overrides={"network": "conv"},
+        train_overrides={"channels_last": True, "eval_every": 0, "batch_size": 32},
+    )
     convs = [m.weight for m in result.run.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
 

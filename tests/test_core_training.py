@@ -19,8 +19,15 @@ def _weights(path):
 def test_resumed_run_is_bitwise_equal_to_uninterrupted(tmp_path, test_models):
     train("test_noisy", "moons:2000", tmp_path / "full.h5", steps=60, train_overrides=FAST, quiet=True, pictures=False)
     train("test_noisy", "moons:2000", tmp_path / "half.h5", steps=30, train_overrides=FAST, quiet=True, pictures=False)
-    train("test_noisy", "moons:2000", tmp_path / "half.h5", steps=60, resume=tmp_path / "half.h5", quiet=True,
-          pictures=False)
+    train(
+        "test_noisy",
+        "moons:2000",
+        tmp_path / "half.h5",
+        steps=60,
+        resume=tmp_path / "half.h5",
+        quiet=True,
+        pictures=False,
+    )
     full, rec_full = _weights(tmp_path / "full.h5")
     resumed, rec_resumed = _weights(tmp_path / "half.h5")
     assert set(full) == set(resumed)
@@ -28,13 +35,22 @@ def test_resumed_run_is_bitwise_equal_to_uninterrupted(tmp_path, test_models):
         assert torch.equal(full[key], resumed[key]), key
     assert int(rec_resumed.trainer["step"]) == 60
     for key in rec_full.optimizer["model"]["state"][0]:
-        assert torch.equal(rec_full.optimizer["model"]["state"][0][key], rec_resumed.optimizer["model"]["state"][0][key])
+        assert torch.equal(
+            rec_full.optimizer["model"]["state"][0][key], rec_resumed.optimizer["model"]["state"][0][key]
+        )
     assert len(rec_resumed.history["train"]["step"]) == len(rec_full.history["train"]["step"])
 
 
 def test_resume_refuses_other_model_or_data(tmp_path, test_models):
-    train("test_noisy", "moons:500", tmp_path / "r.h5", steps=5, quiet=True, pictures=False,
-          train_overrides={"batch_size": 50})
+    train(
+        "test_noisy",
+        "moons:500",
+        tmp_path / "r.h5",
+        steps=5,
+        quiet=True,
+        pictures=False,
+        train_overrides={"batch_size": 50},
+    )
     with pytest.raises(ConfigError, match="holds a 'test_noisy' run"):
         train("test_diverging", "moons:500", tmp_path / "r.h5", resume=tmp_path / "r.h5", quiet=True)
     with pytest.raises(ConfigError, match="trained on 'moons:500'"):
@@ -63,8 +79,15 @@ def test_interrupted_write_keeps_previous_file(tmp_path, test_models, monkeypatc
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, test_models):
     path = tmp_path / "div.h5"
     with pytest.raises(TrainingError, match="diverged at step 30.*last good checkpoint"):
-        train("test_diverging", "moons:2000", path, steps=100, quiet=True, pictures=False,
-              train_overrides={**FAST, "log_every": 10})
+        train(
+            "test_diverging",
+            "moons:2000",
+            path,
+            steps=100,
+            quiet=True,
+            pictures=False,
+            train_overrides={**FAST, "log_every": 10},
+        )
     rec = read_run(path)
     assert int(rec.trainer["step"]) == 20
     assert all(torch.isfinite(v).all() for v in rec.best.values())
@@ -72,15 +95,21 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, test_models):
 
 def test_ctrl_c_writes_a_checkpoint(tmp_path, test_models):
     path = tmp_path / "int.h5"
-    result = train("test_interrupted", "moons:2000", path, steps=50, quiet=True, pictures=False,
-                   train_overrides=FAST)
+    result = train("test_interrupted", "moons:2000", path, steps=50, quiet=True, pictures=False, train_overrides=FAST)
     assert result.outcome.interrupted
     assert int(read_run(path).trainer["step"]) == 7
 
 
 def test_best_validation_weights_are_kept(tmp_path, test_models):
-    result = train("test_noisy", "moons:2000", tmp_path / "b.h5", steps=60, quiet=True, pictures=False,
-                   train_overrides={**FAST, "lr": 0.5})
+    result = train(
+        "test_noisy",
+        "moons:2000",
+        tmp_path / "b.h5",
+        steps=60,
+        quiet=True,
+        pictures=False,
+        train_overrides={**FAST, "lr": 0.5},
+    )
     rec = read_run(tmp_path / "b.h5")
     scores = rec.history["validation"]["score"]
     steps = rec.history["validation"]["step"]
@@ -100,8 +129,11 @@ def test_gradient_accumulation_equals_a_larger_batch(test_models):
     def weights(**cfg):
         torch.manual_seed(0)
         model = registry.get("model", "independent", data=data["train"].spec)
-        DefaultTrainer().fit(model, data, TrainConfig(steps=3, eval_every=0, checkpoint_every=0, quiet=True,
-                                                      device="cpu", lr=0.05, **cfg))
+        DefaultTrainer().fit(
+            model,
+            data,
+            TrainConfig(steps=3, eval_every=0, checkpoint_every=0, quiet=True, device="cpu", lr=0.05, **cfg),
+        )
         return model.logits.detach()
 
     assert torch.allclose(weights(batch_size=100, accumulate=2), weights(batch_size=200), atol=1e-6)
@@ -109,8 +141,15 @@ def test_gradient_accumulation_equals_a_larger_batch(test_models):
 
 
 def test_ema_weights_are_what_evaluation_uses(tmp_path, test_models):
-    result = train("test_noisy", "moons:2000", tmp_path / "e.h5", steps=30, quiet=True, pictures=False,
-                   train_overrides={**FAST, "ema": 0.9})
+    result = train(
+        "test_noisy",
+        "moons:2000",
+        tmp_path / "e.h5",
+        steps=30,
+        quiet=True,
+        pictures=False,
+        train_overrides={**FAST, "ema": 0.9},
+    )
     rec = read_run(tmp_path / "e.h5")
     assert rec.ema is not None
     assert not torch.equal(rec.ema["loc"], rec.weights["loc"])
@@ -131,7 +170,9 @@ def test_bad_files_give_clear_errors(tmp_path):
 
 
 def test_trainer_option_validation(tmp_path, test_models):
-    with pytest.raises(ConfigError, match="trainer: invalid value 'lbfgs' for 'optimizer': must be one of adam, adamw, sgd"):
+    with pytest.raises(
+        ConfigError, match="trainer: invalid value 'lbfgs' for 'optimizer': must be one of adam, adamw, sgd"
+    ):
         train("test_noisy", "moons:500", tmp_path / "x.h5", train_overrides={"optimizer": "lbfgs"}, quiet=True)
     with pytest.raises(ConfigError, match="trainer has no option 'lrr'"):
         train("test_noisy", "moons:500", tmp_path / "x.h5", train_overrides={"lrr": 1}, quiet=True)

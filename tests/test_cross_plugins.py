@@ -10,12 +10,26 @@ import pytest
 from gmkit_core.registry import registry
 
 GMKIT = [sys.executable, "-m", "gmkit_core.cli"]
-SMALL_VAE = ["--set", "hidden=32", "--set", "latent_dim=4", "--set", "train.batch_size=50",
-             "--set", "train.eval_every=10", "--set", "warmup_steps=0", "--quiet", "--no-pictures"]
+SMALL_VAE = [
+    "--set",
+    "hidden=32",
+    "--set",
+    "latent_dim=4",
+    "--set",
+    "train.batch_size=50",
+    "--set",
+    "train.eval_every=10",
+    "--set",
+    "warmup_steps=0",
+    "--quiet",
+    "--no-pictures",
+]
 
 
 def needs(*names):
-    missing = [n for n in names if n not in registry.names("model") + registry.names("prior") + registry.names("sampler")]
+    missing = [
+        n for n in names if n not in registry.names("model") + registry.names("prior") + registry.names("sampler")
+    ]
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} installed")
 
 

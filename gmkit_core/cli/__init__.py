@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         # a user's mistake reads as itself; anything else is named, with the way to see more
-        text = str(exc) if isinstance(exc, GmkitError) else f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        text = (
+            str(exc)
+            if isinstance(exc, GmkitError)
+            else f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        )
         click.echo(f"error: {text}", err=True)
         sys.exit(1)
     sys.exit(0)

@@ -31,9 +31,16 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
 def plugins(as_json: bool) -> None:
     """Installed plugins: name, version, what each registers, load errors."""
     infos = registry.plugins()
-    rows = [[p.name, p.version, f"{len(p.registers)} {'entry' if len(p.registers) == 1 else 'entries'}",
-             p.error or (f"ok; refused (also claimed by another plugin): {', '.join(p.conflicts)}" if p.conflicts
-                         else "ok")] for p in infos]
+    rows = [
+        [
+            p.name,
+            p.version,
+            f"{len(p.registers)} {'entry' if len(p.registers) == 1 else 'entries'}",
+            p.error
+            or (f"ok; refused (also claimed by another plugin): {', '.join(p.conflicts)}" if p.conflicts else "ok"),
+        ]
+        for p in infos
+    ]
     _emit(as_json, [p.to_json() for p in infos], _table(rows, ["plugin", "version", "registers", "status"]))
 
 
@@ -43,10 +50,22 @@ def models(as_json: bool) -> None:
     """Registered models: name, plugin, family, likelihood (exact|bound|estimate|none), conditional."""
     entries = registry.entries("model")
     listed = [e.to_json() for e in entries]
-    rows = [[e["name"], e["plugin"], e["family"], e["likelihood"], "yes" if e["conditional"] else "no",
-             e.get("error", e["description"])] for e in listed]
-    text = _table(rows, ["model", "plugin", "family", "likelihood", "conditional", "description"]) if rows else \
-        "no models installed: pip install gmkit-vae (or another gmkit-* plugin)"
+    rows = [
+        [
+            e["name"],
+            e["plugin"],
+            e["family"],
+            e["likelihood"],
+            "yes" if e["conditional"] else "no",
+            e.get("error", e["description"]),
+        ]
+        for e in listed
+    ]
+    text = (
+        _table(rows, ["model", "plugin", "family", "likelihood", "conditional", "description"])
+        if rows
+        else "no models installed: pip install gmkit-vae (or another gmkit-* plugin)"
+    )
     _emit(as_json, listed, text)
 
 
@@ -64,8 +83,13 @@ def datasets(ctx: click.Context, as_json: bool) -> None:
 
 @datasets.command("export")
 @click.argument("source")
-@click.option("--split", default="all", show_default=True,
-              type=click.Choice(["all", "train", "validation", "test"]), help="Which split to write.")
+@click.option(
+    "--split",
+    default="all",
+    show_default=True,
+    type=click.Choice(["all", "train", "validation", "test"]),
+    help="Which split to write.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.npz or FILE.h5")
 def export(source: str, split: str, out: str) -> None:
     """Write SOURCE's splits in the documented layout (docs/data.md) that the loaders read back."""
@@ -87,10 +111,14 @@ def options(model: str, as_json: bool) -> None:
 
     cls = registry.entry("model", model).load()
     rows = describe_options(cls.Config)
-    trainer = [{**r, "name": f"train.{r['name']}", "default": cls.train_defaults.get(r["name"], r["default"])}
-               for r in describe_options(TrainConfig)]
-    text = _table([[r["name"], str(r["default"]), "|".join(map(str, r["choices"] or [])), r["help"]]
-                   for r in rows + trainer], ["option", "default", "choices", "help"])
+    trainer = [
+        {**r, "name": f"train.{r['name']}", "default": cls.train_defaults.get(r["name"], r["default"])}
+        for r in describe_options(TrainConfig)
+    ]
+    text = _table(
+        [[r["name"], str(r["default"]), "|".join(map(str, r["choices"] or [])), r["help"]] for r in rows + trainer],
+        ["option", "default", "choices", "help"],
+    )
     _emit(as_json, {"model": rows, "train": trainer}, text)
 
 

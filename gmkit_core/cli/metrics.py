@@ -11,8 +11,16 @@ __all__ = ["COMMANDS", "echo_metrics"]
 
 _SPLITS = click.Choice(["train", "validation", "test"])
 #: text-table order and number format of the metric keys
-_FORMATS = {"fd": ".4f", "kid": ".5f", "kid_std": ".5f", "precision": ".4f", "recall": ".4f", "density": ".4f",
-            "coverage": ".4f", "class_accuracy": ".4f"}
+_FORMATS = {
+    "fd": ".4f",
+    "kid": ".5f",
+    "kid_std": ".5f",
+    "precision": ".4f",
+    "recall": ".4f",
+    "density": ".4f",
+    "coverage": ".4f",
+    "class_accuracy": ".4f",
+}
 
 
 def echo_metrics(result: dict[str, Any]) -> None:
@@ -22,23 +30,33 @@ def echo_metrics(result: dict[str, Any]) -> None:
             click.echo(f"  {key:<22} {format(result[key], spec)}")
     click.echo(f"  {'n_samples':<22} {result['n_samples']}  (reference: {result['n_reference']})")
     sha = result.get("feature_sha256")
-    click.echo(f"  {'feature_extractor':<22} {result['feature_extractor']}" + (f"  sha256 {sha[:16]}..." if sha else ""))
+    click.echo(
+        f"  {'feature_extractor':<22} {result['feature_extractor']}" + (f"  sha256 {sha[:16]}..." if sha else "")
+    )
 
 
 @click.command("metrics")
 @click.option("--data", "data", required=True, help="Data set NAME[:ARG] or file whose examples are scored.")
 @click.option("--split", default="train", show_default=True, type=_SPLITS, help="Split of --data.")
-@click.option("--against", required=True, metavar="SRC[:SPLIT]",
-              help="Reference data; a trailing :train, :validation or :test picks its split (default test), "
-                   "e.g. digits:test or npz:/data/x.npz:validation.")
+@click.option(
+    "--against",
+    required=True,
+    metavar="SRC[:SPLIT]",
+    help="Reference data; a trailing :train, :validation or :test picks its split (default test), "
+    "e.g. digits:test or npz:/data/x.npz:validation.",
+)
 @click.option("--metrics", "names", default="fd,kid,prdc", show_default=True, help="Comma-separated: fd, kid, prdc.")
-@click.option("--features", help="Extractor: NAME, F.h5 (gmkit features fit) or inception:PATH; default: "
-                                 "points for vectors, digits for images.")
+@click.option(
+    "--features",
+    help="Extractor: NAME, F.h5 (gmkit features fit) or inception:PATH; default: "
+    "points for vectors, digits for images.",
+)
 @click.option("--samples", type=int, help="Use this many random examples of --data (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of subsets (--samples, KID).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def metrics(data: str, split: str, against: str, names: str, features: str | None, samples: int | None, seed: int,
-            as_json: bool) -> None:
+def metrics(
+    data: str, split: str, against: str, names: str, features: str | None, samples: int | None, seed: int, as_json: bool
+) -> None:
     """Sample-quality metrics of one data set against another (e.g. the real-vs-real floor).
 
     Example: gmkit metrics --data digits --split train --against digits:test
@@ -97,9 +115,11 @@ def fit(data: str, out: str, steps: int, seed: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"trained a feature classifier on {data}: test accuracy {info['test_accuracy']:.4f} "
-               f"({info['test_examples']} examples), validation {info['validation_accuracy']:.4f}; "
-               f"wrote {out} (sha256 {info['sha256']})")
+    click.echo(
+        f"trained a feature classifier on {data}: test accuracy {info['test_accuracy']:.4f} "
+        f"({info['test_examples']} examples), validation {info['validation_accuracy']:.4f}; "
+        f"wrote {out} (sha256 {info['sha256']})"
+    )
 
 
 COMMANDS = [metrics, features]

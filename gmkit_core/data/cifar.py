@@ -37,8 +37,10 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if raw.size == 0 or raw.size % RECORD:
-        raise DataError(f"{path}: {raw.size} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
-                        "(1 label byte + 3072 pixel bytes); the file is truncated or not CIFAR-10 binary")
+        raise DataError(
+            f"{path}: {raw.size} bytes is not a whole number of {RECORD}-byte CIFAR-10 records "
+            "(1 label byte + 3072 pixel bytes); the file is truncated or not CIFAR-10 binary"
+        )
     records = raw.reshape(-1, RECORD)
     labels = records[:, 0]
     if int(labels.max()) > 9:
@@ -51,7 +53,9 @@ def _folder(arg: str | None) -> Path:
         raise DataError("cifar needs a folder, e.g. --data cifar:cifar-10-batches-bin")
     root = Path(arg).expanduser()
     if not root.is_dir():
-        raise DataError(f"{root}: no such folder (cifar:FOLDER wants the folder of data_batch_*.bin and test_batch.bin)")
+        raise DataError(
+            f"{root}: no such folder (cifar:FOLDER wants the folder of data_batch_*.bin and test_batch.bin)"
+        )
     nested = root / "cifar-10-batches-bin"
     return nested if not (root / TEST_FILE).exists() and nested.is_dir() else root
 

@@ -97,12 +97,15 @@ def _check_finite(x: Any, where: str) -> None:
     with np.errstate(over="ignore"):
         bad = int(x.size - np.count_nonzero(np.isfinite(x.astype(np.float32))))
     if bad:
-        raise DataError(f"{where}: {bad} non-finite values (NaN, inf, or beyond float32's range) in the vector data; "
-                        "remove or replace them")
+        raise DataError(
+            f"{where}: {bad} non-finite values (NaN, inf, or beyond float32's range) in the vector data; "
+            "remove or replace them"
+        )
 
 
-def _dataset(x: np.ndarray, y: Any, all_x: list[np.ndarray], levels: Any, num_classes: Any,
-             name: str, split: str, where: str) -> Dataset:
+def _dataset(
+    x: np.ndarray, y: Any, all_x: list[np.ndarray], levels: Any, num_classes: Any, name: str, split: str, where: str
+) -> Dataset:
     if x.ndim == 2:
         if not np.issubdtype(x.dtype, np.number):
             raise DataError(f"{where}: vector data must be numeric, got {x.dtype}")
@@ -120,8 +123,9 @@ def _dataset(x: np.ndarray, y: Any, all_x: list[np.ndarray], levels: Any, num_cl
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
         spec = DataSpec(name, kind, tuple(x.shape[1:]), levels=int(levels), num_classes=_int(num_classes))
     else:
-        raise DataError(f"{where}: x must be (N, D) vectors, (N, [C,] H, W) images or (N, T, C, H, W) videos, "
-                        f"got shape {x.shape}")
+        raise DataError(
+            f"{where}: x must be (N, D) vectors, (N, [C,] H, W) images or (N, T, C, H, W) videos, got shape {x.shape}"
+        )
     yt = None
     if y is not None:
         y = np.asarray(y)
@@ -183,8 +187,10 @@ def _read_pngs(files: list[Path], where: Path) -> tuple[np.ndarray, int]:
             raise DataError(f"{file}: not a readable PNG ({exc})") from None
         image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
         if images and image.shape != images[0].shape:
-            raise DataError(f"{where}: images differ in size: {files[0].relative_to(where)} is {_size(images[0])}, "
-                            f"{file.relative_to(where)} is {_size(image)}")
+            raise DataError(
+                f"{where}: images differ in size: {files[0].relative_to(where)} is {_size(images[0])}, "
+                f"{file.relative_to(where)} is {_size(image)}"
+            )
         images.append(image)
         bits.append(mode == "1")
     if all(bits):
@@ -235,8 +241,10 @@ def frames(arg: str | None, split: str) -> Dataset:
     per_clip = [sorted(clip.glob("*.png")) for clip in clips]
     for clip, files in zip(clips, per_clip, strict=True):
         if len(files) != len(per_clip[0]):
-            raise DataError(f"{root}: clips differ in length: {clips[0].relative_to(root)} has {len(per_clip[0])} "
-                            f"frames, {clip.relative_to(root)} has {len(files)}")
+            raise DataError(
+                f"{root}: clips differ in length: {clips[0].relative_to(root)} has {len(per_clip[0])} "
+                f"frames, {clip.relative_to(root)} has {len(files)}"
+            )
     x, levels = _read_pngs([file for files in per_clip for file in files], root)
     arrays: dict[str, Any] = {"x": x.reshape(len(clips), len(per_clip[0]), *x.shape[1:]), "levels": levels}
     labels = [_label(clip.parent, root) for clip in clips]
@@ -261,7 +269,7 @@ def _read_idx(path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:

@@ -67,18 +67,24 @@ def file_sha256(path: str | Path) -> str:
 def check_images(x: Tensor, name: str, shapes: tuple[tuple[int, ...], ...] | None, levels: int | None) -> None:
     """Raise DataError unless ``x`` is a batch of int images of an accepted shape with values in ``[0, levels)``."""
     if x.ndim != 4 or x.is_floating_point():
-        raise DataError(f"feature extractor {name} takes int64 images (N, C, H, W), got {x.dtype} of shape "
-                        f"{tuple(x.shape)}; {FIT_HINT}")
+        raise DataError(
+            f"feature extractor {name} takes int64 images (N, C, H, W), got {x.dtype} of shape "
+            f"{tuple(x.shape)}; {FIT_HINT}"
+        )
     if shapes is not None and tuple(x.shape[1:]) not in shapes:
-        raise DataError(f"feature extractor {name} takes images of shape {' or '.join(map(str, shapes))}, got "
-                        f"{tuple(x.shape[1:])}; {FIT_HINT}")
+        raise DataError(
+            f"feature extractor {name} takes images of shape {' or '.join(map(str, shapes))}, got "
+            f"{tuple(x.shape[1:])}; {FIT_HINT}"
+        )
     if levels is not None and x.numel() and (int(x.min()) < 0 or int(x.max()) >= levels):
-        raise DataError(f"feature extractor {name} takes pixel levels in [0, {levels}), got values in "
-                        f"[{int(x.min())}, {int(x.max())}]; {FIT_HINT}")
+        raise DataError(
+            f"feature extractor {name} takes pixel levels in [0, {levels}), got values in "
+            f"[{int(x.min())}, {int(x.max())}]; {FIT_HINT}"
+        )
 
 
 def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tensor:
     """``fn`` over ``x`` in batches, without gradients, concatenated as float64."""
     with torch.no_grad():
-        parts = [fn(x[i:i + batch_size]).double() for i in range(0, x.shape[0], batch_size)]
+        parts = [fn(x[i : i + batch_size]).double() for i in range(0, x.shape[0], batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float64)

@@ -28,8 +28,15 @@ from ..data import DataSpec
 from ..errors import DataError
 from .base import FIT_HINT, FeatureExtractor, batched, check_images, file_sha256
 
-__all__ = ["ConvClassifier", "ClassifierFeatures", "save_classifier", "weights_sha256", "digits",
-           "DIGITS_FILE", "DIGITS_SHA256"]
+__all__ = [
+    "ConvClassifier",
+    "ClassifierFeatures",
+    "save_classifier",
+    "weights_sha256",
+    "digits",
+    "DIGITS_FILE",
+    "DIGITS_SHA256",
+]
 
 FORMAT = "gmkit-features"
 VERSION = 1
@@ -41,20 +48,26 @@ DIGITS_SHA256 = "788168eb90c1c6916428cf459f9a8c9e3780e3339c2f9b7cc9f0baa66f58f11
 class ConvClassifier(nn.Module):
     """Images ``(N, C, H, W)`` of ``levels`` levels -> logits ``(N, K)``; :meth:`features` -> ``(N, feature_dim)``."""
 
-    def __init__(self, channels: int, levels: int, num_classes: int, width: int = 32, feature_dim: int = 64,
-                 dropout: float = 0.0):
+    def __init__(
+        self, channels: int, levels: int, num_classes: int, width: int = 32, feature_dim: int = 64, dropout: float = 0.0
+    ):
         super().__init__()
         self.levels = levels
         self.body = nn.Sequential(
-            nn.Conv2d(channels, width // 2, 3, padding=1), nn.ReLU(),    # (N, w/2, H, W)
-            nn.Conv2d(width // 2, width, 3, padding=1), nn.ReLU(),       # (N, w, H, W)
-            nn.MaxPool2d(2, ceil_mode=True),                             # (N, w, H/2, W/2)
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),            # (N, w, H/2, W/2)
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),                       # (N, 16 w)
-            nn.Linear(16 * width, feature_dim), nn.ReLU(),               # (N, feature_dim)
+            nn.Conv2d(channels, width // 2, 3, padding=1),
+            nn.ReLU(),  # (N, w/2, H, W)
+            nn.Conv2d(width // 2, width, 3, padding=1),
+            nn.ReLU(),  # (N, w, H, W)
+            nn.MaxPool2d(2, ceil_mode=True),  # (N, w, H/2, W/2)
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),  # (N, w, H/2, W/2)
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),  # (N, 16 w)
+            nn.Linear(16 * width, feature_dim),
+            nn.ReLU(),  # (N, feature_dim)
         )
-        self.dropout = nn.Dropout(dropout)                               # training only
-        self.head = nn.Linear(feature_dim, num_classes)                  # (N, K)
+        self.dropout = nn.Dropout(dropout)  # training only
+        self.head = nn.Linear(feature_dim, num_classes)  # (N, K)
 
     def features(self, x: Tensor) -> Tensor:
         u = x.float() / (self.levels - 1) - 0.5
@@ -81,9 +94,15 @@ def save_classifier(path: str | Path, net: ConvClassifier, spec: DataSpec, info:
     import h5py
 
     state = {k: v.detach().cpu().to(torch.float32) for k, v in net.state_dict().items()}
-    arch = {"channels": spec.shape[0], "height": spec.shape[1], "width": spec.shape[2], "levels": spec.levels,
-            "num_classes": net.head.out_features, "width_channels": net.body[2].out_channels,
-            "feature_dim": net.head.in_features}
+    arch = {
+        "channels": spec.shape[0],
+        "height": spec.shape[1],
+        "width": spec.shape[2],
+        "levels": spec.levels,
+        "num_classes": net.head.out_features,
+        "width_channels": net.body[2].out_channels,
+        "feature_dim": net.head.in_features,
+    }
     with h5py.File(path, "w", track_order=True) as f:
         group = f.create_group("weights", track_order=True)
         for key in sorted(state):
@@ -105,8 +124,9 @@ class ClassifierFeatures(FeatureExtractor):
         expected_sha256: refuse the file unless its sha256 is this.
     """
 
-    def __init__(self, path: str | Path, name: str | None = None, expected_sha256: str | None = None,
-                 batch_size: int = 1024):
+    def __init__(
+        self, path: str | Path, name: str | None = None, expected_sha256: str | None = None, batch_size: int = 1024
+    ):
         import h5py
 
         path = Path(path)
@@ -114,8 +134,10 @@ class ClassifierFeatures(FeatureExtractor):
             raise DataError(f"feature weights file {path} does not exist; {FIT_HINT}")
         self.sha256 = file_sha256(path)
         if expected_sha256 and self.sha256 != expected_sha256:
-            raise DataError(f"{path}: sha256 {self.sha256} differs from the recorded {expected_sha256}; the file was "
-                            "changed; reinstall gmkit-core or rebuild it with scripts/train_digits_features.py")
+            raise DataError(
+                f"{path}: sha256 {self.sha256} differs from the recorded {expected_sha256}; the file was "
+                "changed; reinstall gmkit-core or rebuild it with scripts/train_digits_features.py"
+            )
         try:
             with h5py.File(path, "r") as f:
                 attrs = dict(f.attrs)
@@ -134,8 +156,9 @@ class ClassifierFeatures(FeatureExtractor):
         try:
             self.net.load_state_dict(state)
         except RuntimeError as exc:
-            raise DataError(f"{path}: weights do not fit the recorded architecture "
-                            f"({str(exc).splitlines()[0]})") from None
+            raise DataError(
+                f"{path}: weights do not fit the recorded architecture ({str(exc).splitlines()[0]})"
+            ) from None
         if weights_sha256(state) != a.get("weights_sha256"):
             raise DataError(f"{path}: weights do not match their recorded weights_sha256; the file is damaged")
         self.net.eval()
@@ -150,8 +173,10 @@ class ClassifierFeatures(FeatureExtractor):
     def check(self, spec: DataSpec) -> None:
         if spec.kind != "image" or tuple(spec.shape) != self.shape or spec.levels != self.levels:
             got = f"{spec.kind} {tuple(spec.shape)}" + (f" with {spec.levels} levels" if spec.levels else "")
-            raise DataError(f"feature extractor {self.name} takes images {self.shape} with {self.levels} levels, "
-                            f"got {spec.name}: {got}; {FIT_HINT}")
+            raise DataError(
+                f"feature extractor {self.name} takes images {self.shape} with {self.levels} levels, "
+                f"got {spec.name}: {got}; {FIT_HINT}"
+            )
 
     def features(self, x: Tensor) -> Tensor:
         check_images(x, self.name, (self.shape,), self.levels)
@@ -165,6 +190,8 @@ class ClassifierFeatures(FeatureExtractor):
 def digits() -> ClassifierFeatures:
     """The shipped extractor for ``digits`` (1 x 8 x 8, 17 levels): see docs/metrics.md for how it was made."""
     if not DIGITS_FILE.is_file():
-        raise DataError(f"the shipped digits feature file {DIGITS_FILE} is missing; reinstall gmkit-core "
-                        "(or rebuild it with python scripts/train_digits_features.py)")
+        raise DataError(
+            f"the shipped digits feature file {DIGITS_FILE} is missing; reinstall gmkit-core "
+            "(or rebuild it with python scripts/train_digits_features.py)"
+        )
     return ClassifierFeatures(DIGITS_FILE, name="digits-cnn", expected_sha256=DIGITS_SHA256 or None)

@@ -24,9 +24,11 @@ from .classifier import ConvClassifier, save_classifier
 
 __all__ = ["train_classifier", "accuracy", "fit_file"]
 
-NO_LABELS = ("{name} has no labels, so no classifier can be trained on it: give labelled data (npz/h5 arrays y, "
-             "or PNG sub-folders per class), or use --features inception:/path/to/pt_inception-2015-12-05.pth "
-             "(a local copy of the FID Inception-v3 weights)")
+NO_LABELS = (
+    "{name} has no labels, so no classifier can be trained on it: give labelled data (npz/h5 arrays y, "
+    "or PNG sub-folders per class), or use --features inception:/path/to/pt_inception-2015-12-05.pth "
+    "(a local copy of the FID Inception-v3 weights)"
+)
 
 
 def accuracy(net: ConvClassifier, data: Dataset, batch_size: int = 1024) -> float:
@@ -42,7 +44,7 @@ def _scores(net: ConvClassifier, data: Dataset, batch_size: int = 1024) -> tuple
     right, nats = 0, 0.0
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
-            x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
+            x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]
             logits = net(x)
             right += int((logits.argmax(1) == y).sum())
             nats += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -60,18 +62,31 @@ def _shift(x: Tensor, shift: int, generator: torch.Generator) -> Tensor:
     for dy in range(2 * shift + 1):
         for dx in range(2 * shift + 1):
             pick = (offsets[:, 0] == dy) & (offsets[:, 1] == dx)
-            out[pick] = padded[pick, :, dy:dy + h, dx:dx + w]
+            out[pick] = padded[pick, :, dy : dy + h, dx : dx + w]
     return out
 
 
-def train_classifier(train: Dataset, validation: Dataset | None = None, *, steps: int = 1000, batch_size: int = 64,
-                     lr: float = 2e-3, seed: int = 0, shift: int = 1, width: int = 64, feature_dim: int = 64,
-                     dropout: float = 0.3, eval_every: int = 50) -> tuple[ConvClassifier, dict[str, Any]]:
+def train_classifier(
+    train: Dataset,
+    validation: Dataset | None = None,
+    *,
+    steps: int = 1000,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    shift: int = 1,
+    width: int = 64,
+    feature_dim: int = 64,
+    dropout: float = 0.3,
+    eval_every: int = 50,
+) -> tuple[ConvClassifier, dict[str, Any]]:
     """Fit a classifier; returns it (best validation weights) and a description of the fit."""
     spec = train.spec
     if spec.kind != "image" or spec.levels is None:
-        raise DataError(f"{spec.name}: feature classifiers are trained on images; vector data uses the "
-                        "'points' extractor (its features are the points themselves)")
+        raise DataError(
+            f"{spec.name}: feature classifiers are trained on images; vector data uses the "
+            "'points' extractor (its features are the points themselves)"
+        )
     if train.y is None or spec.num_classes is None:
         raise DataError(NO_LABELS.format(name=spec.name))
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
@@ -86,14 +101,33 @@ def train_classifier(train: Dataset, validation: Dataset | None = None, *, steps
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
     net.eval()
-    info = {"data": spec.name, "train_examples": len(train), "steps": steps, "batch_size": batch_size, "lr": lr,
-            "seed": seed, "shift": shift, "dropout": dropout, "best_step": best_step,
-            "validation_accuracy": best_score, "torch_version": torch.__version__.split("+")[0]}
+    info = {
+        "data": spec.name,
+        "train_examples": len(train),
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "shift": shift,
+        "dropout": dropout,
+        "best_step": best_step,
+        "validation_accuracy": best_score,
+        "torch_version": torch.__version__.split("+")[0],
+    }
     return net, info
 
 
-def _optimise(net: ConvClassifier, train: Dataset, validation: Dataset | None, steps: int, batch_size: int,
-              lr: float, seed: int, shift: int, eval_every: int) -> tuple[float, int]:
+def _optimise(
+    net: ConvClassifier,
+    train: Dataset,
+    validation: Dataset | None,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    shift: int,
+    eval_every: int,
+) -> tuple[float, int]:
     """The training loop; loads the weights of least validation cross-entropy.
 
     Returns (validation accuracy of those weights, or -1 without validation data; their step).
@@ -107,7 +141,7 @@ def _optimise(net: ConvClassifier, train: Dataset, validation: Dataset | None, s
     for step in range(1, steps + 1):
         if cursor + batch_size > len(perm):
             perm, cursor = torch.randperm(len(train), generator=order), 0
-        index = perm[cursor:cursor + batch_size]
+        index = perm[cursor : cursor + batch_size]
         cursor += batch_size
         for group in optimizer.param_groups:  # cosine decay to 0
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / steps))

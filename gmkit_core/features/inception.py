@@ -33,8 +33,9 @@ SIZE = 299
 class Conv(nn.Module):
     """Convolution without bias, batch norm (eps 1e-3), ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1,
-                 padding: int | tuple[int, int] = 0):
+    def __init__(
+        self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1, padding: int | tuple[int, int] = 0
+    ):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=1e-3)
@@ -69,12 +70,15 @@ class BlockA(nn.Module):
         self.branch_pool = Conv(cin, pool, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(_avg3(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_avg3(x)),
+            ],
+            1,
+        )
 
 
 class ReduceB(nn.Module):
@@ -87,11 +91,14 @@ class ReduceB(nn.Module):
         self.branch3x3dbl_2, self.branch3x3dbl_3 = Conv(64, 96, 3, padding=1), Conv(96, 96, 3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            F.max_pool2d(x, 3, stride=2),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
 
 
 class BlockC(nn.Module):
@@ -108,12 +115,15 @@ class BlockC(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         dbl = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
-            self.branch7x7dbl_5(self.branch7x7dbl_4(dbl)),
-            self.branch_pool(_avg3(x)),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+                self.branch7x7dbl_5(self.branch7x7dbl_4(dbl)),
+                self.branch_pool(_avg3(x)),
+            ],
+            1,
+        )
 
 
 class ReduceD(nn.Module):
@@ -128,11 +138,14 @@ class ReduceD(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         seven = self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x)))
-        return torch.cat([
-            self.branch3x3_2(self.branch3x3_1(x)),
-            self.branch7x7x3_4(seven),
-            F.max_pool2d(x, 3, stride=2),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch3x3_2(self.branch3x3_1(x)),
+                self.branch7x7x3_4(seven),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
 
 
 class BlockE(nn.Module):
@@ -152,12 +165,17 @@ class BlockE(nn.Module):
         a = self.branch3x3_1(x)
         b = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = F.max_pool2d(x, 3, stride=1, padding=1) if self.max_pool else _avg3(x)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(a), self.branch3x3_2b(a),
-            self.branch3x3dbl_3a(b), self.branch3x3dbl_3b(b),
-            self.branch_pool(pooled),
-        ], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(a),
+                self.branch3x3_2b(a),
+                self.branch3x3dbl_3a(b),
+                self.branch3x3dbl_3b(b),
+                self.branch_pool(pooled),
+            ],
+            1,
+        )
 
 
 class FIDInceptionV3(nn.Module):
@@ -179,15 +197,15 @@ class FIDInceptionV3(nn.Module):
         self.fc = nn.Linear(2048, 1008)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))     # (N, 64, 147, 147)
-        x = F.max_pool2d(x, 3, stride=2)                                      # (N, 64, 73, 73)
-        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))                         # (N, 192, 71, 71)
-        x = F.max_pool2d(x, 3, stride=2)                                      # (N, 192, 35, 35)
-        x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))                    # (N, 288, 35, 35)
-        x = self.Mixed_6a(x)                                                  # (N, 768, 17, 17)
-        x = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))     # (N, 768, 17, 17)
-        x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))                    # (N, 2048, 8, 8)
-        return x.mean((2, 3))                                                 # (N, 2048)
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))  # (N, 64, 147, 147)
+        x = F.max_pool2d(x, 3, stride=2)  # (N, 64, 73, 73)
+        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))  # (N, 192, 71, 71)
+        x = F.max_pool2d(x, 3, stride=2)  # (N, 192, 35, 35)
+        x = self.Mixed_5d(self.Mixed_5c(self.Mixed_5b(x)))  # (N, 288, 35, 35)
+        x = self.Mixed_6a(x)  # (N, 768, 17, 17)
+        x = self.Mixed_6e(self.Mixed_6d(self.Mixed_6c(self.Mixed_6b(x))))  # (N, 768, 17, 17)
+        x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))  # (N, 2048, 8, 8)
+        return x.mean((2, 3))  # (N, 2048)
 
 
 class InceptionFeatures(FeatureExtractor):
@@ -198,13 +216,17 @@ class InceptionFeatures(FeatureExtractor):
     def __init__(self, path: str, levels: int | None = None, batch_size: int = 32):
         file = Path(path)
         if not file.is_file():
-            raise DataError(f"Inception weights file {path} does not exist; give a local copy of the FID weights "
-                            "(pt_inception-2015-12-05-*.pth): gmkit never downloads them")
+            raise DataError(
+                f"Inception weights file {path} does not exist; give a local copy of the FID weights "
+                "(pt_inception-2015-12-05-*.pth): gmkit never downloads them"
+            )
         try:
             state = torch.load(file, map_location="cpu", weights_only=True)
         except Exception as exc:  # not a torch file, or one that needs pickle code
-            raise DataError(f"{path}: cannot read Inception weights ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            raise DataError(
+                f"{path}: cannot read Inception weights ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
         if not isinstance(state, dict):
             raise DataError(f"{path}: expected a state dict of the FID Inception-v3, got {type(state).__name__}")
         self.net = FIDInceptionV3()
@@ -212,8 +234,10 @@ class InceptionFeatures(FeatureExtractor):
         missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
         extra = sorted(k for k in state if k not in expected)
         if missing or extra:
-            raise DataError(f"{path}: not the FID Inception-v3 weights ({len(missing)} keys missing, e.g. "
-                            f"{missing[:2]}; {len(extra)} unknown, e.g. {extra[:2]})")
+            raise DataError(
+                f"{path}: not the FID Inception-v3 weights ({len(missing)} keys missing, e.g. "
+                f"{missing[:2]}; {len(extra)} unknown, e.g. {extra[:2]})"
+            )
         try:
             self.net.load_state_dict(state, strict=False)
         except RuntimeError as exc:
@@ -226,8 +250,10 @@ class InceptionFeatures(FeatureExtractor):
 
     def check(self, spec: DataSpec) -> None:
         if spec.kind != "image" or spec.shape[0] not in (1, 3):
-            raise DataError(f"feature extractor {self.name} takes grey or RGB images, got {spec.name} "
-                            f"({spec.kind} {tuple(spec.shape)})")
+            raise DataError(
+                f"feature extractor {self.name} takes grey or RGB images, got {spec.name} "
+                f"({spec.kind} {tuple(spec.shape)})"
+            )
         self.levels = spec.levels
 
     @staticmethod
@@ -240,7 +266,9 @@ class InceptionFeatures(FeatureExtractor):
     def features(self, x: Tensor) -> Tensor:
         levels = self.levels
         if levels is None:
-            raise DataError(f"feature extractor {self.name}: call check(spec) first or pass levels=, to know the pixel levels")
+            raise DataError(
+                f"feature extractor {self.name}: call check(spec) first or pass levels=, to know the pixel levels"
+            )
         check_images(x, self.name, None, levels)
         if x.shape[1] not in (1, 3):
             raise DataError(f"feature extractor {self.name} takes 1 or 3 channels, got {x.shape[1]}")

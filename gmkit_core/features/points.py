@@ -19,11 +19,14 @@ class Points(FeatureExtractor):
 
     def check(self, spec: DataSpec) -> None:
         if spec.kind != "vector":
-            raise DataError(f"feature extractor 'points' takes vector data, got {spec.name} ({spec.kind} "
-                            f"{tuple(spec.shape)}); for images use --features digits, F.h5 or inception:PATH")
+            raise DataError(
+                f"feature extractor 'points' takes vector data, got {spec.name} ({spec.kind} "
+                f"{tuple(spec.shape)}); for images use --features digits, F.h5 or inception:PATH"
+            )
 
     def features(self, x: Tensor) -> Tensor:
         if x.ndim != 2 or not x.is_floating_point():
-            raise DataError(f"feature extractor 'points' takes float vectors (N, D), got {x.dtype} of shape "
-                            f"{tuple(x.shape)}")
+            raise DataError(
+                f"feature extractor 'points' takes float vectors (N, D), got {x.dtype} of shape {tuple(x.shape)}"
+            )
         return x.detach().cpu().double()

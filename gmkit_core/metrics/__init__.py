@@ -17,6 +17,17 @@ from .kid import kernel_distance, mmd2_unbiased
 from .prdc import prdc
 from .quality import METRICS, compare_data, feature_metrics, parse_metrics, parse_source_split, sample_quality
 
-__all__ = ["METRICS", "compare_data", "feature_metrics", "frechet_distance", "frechet_from_moments",
-           "kernel_distance", "mmd2_unbiased", "parse_metrics", "parse_source_split", "prdc", "sample_quality",
-           "sqrtm_psd"]
+__all__ = [
+    "METRICS",
+    "compare_data",
+    "feature_metrics",
+    "frechet_distance",
+    "frechet_from_moments",
+    "kernel_distance",
+    "mmd2_unbiased",
+    "parse_metrics",
+    "parse_source_split",
+    "prdc",
+    "sample_quality",
+    "sqrtm_psd",
+]

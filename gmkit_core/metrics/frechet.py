@@ -44,7 +44,7 @@ def frechet_from_moments(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tenso
     """FD between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``: means ``(d,)``, covariances ``(d, d)``."""
     mu1, sigma1, mu2, sigma2 = (t.double() for t in (mu1, sigma1, mu2, sigma2))
     root1 = sqrtm_psd(sigma1)
-    middle = root1 @ sigma2 @ root1                                   # (d, d), symmetric PSD
+    middle = root1 @ sigma2 @ root1  # (d, d), symmetric PSD
     trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
     value = (mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_root
     return max(float(value), 0.0)

@@ -36,8 +36,9 @@ def mmd2_unbiased(x: Tensor, y: Tensor) -> float:
     return float(within - 2 * kxy.mean())
 
 
-def kernel_distance(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000,
-                    seed: int = 0) -> tuple[float, float]:
+def kernel_distance(
+    real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID of ``(N1, d)`` and ``(N2, d)`` features: (mean, standard deviation) of the unbiased MMD² over subsets.
 
     Subsets of size ``min(subset_size, N1, N2)`` are drawn without replacement
@@ -52,9 +53,14 @@ def kernel_distance(real: Tensor, fake: Tensor, subsets: int = 100, subset_size:
     if subsets < 1:
         raise DataError(f"KID needs at least one subset, got {subsets}")
     generator = torch.Generator().manual_seed(seed)
-    values = torch.tensor([
-        mmd2_unbiased(real[torch.randperm(real.shape[0], generator=generator)[:m]],
-                      fake[torch.randperm(fake.shape[0], generator=generator)[:m]])
-        for _ in range(subsets)
-    ], dtype=torch.float64)
+    values = torch.tensor(
+        [
+            mmd2_unbiased(
+                real[torch.randperm(real.shape[0], generator=generator)[:m]],
+                fake[torch.randperm(fake.shape[0], generator=generator)[:m]],
+            )
+            for _ in range(subsets)
+        ],
+        dtype=torch.float64,
+    )
     return float(values.mean()), (float(values.std(unbiased=True)) if subsets > 1 else 0.0)

@@ -31,7 +31,7 @@ def knn_radii(x: Tensor, k: int) -> Tensor:
     """``(N, d)`` -> ``(N,)`` distance of each point to its k-th nearest other point."""
     radii = []
     for start in range(0, x.shape[0], _BLOCK):
-        d = torch.cdist(x[start:start + _BLOCK], x)                         # (b, N), includes the 0 to itself
+        d = torch.cdist(x[start : start + _BLOCK], x)  # (b, N), includes the 0 to itself
         radii.append(d.topk(k + 1, dim=1, largest=False).values[:, k])
     return torch.cat(radii)
 
@@ -42,18 +42,20 @@ def prdc(real: Tensor, fake: Tensor, k: int = 5) -> dict[str, float]:
     if real.shape[1:] != fake.shape[1:]:
         raise DataError(f"feature dimensions differ: {tuple(real.shape[1:])} and {tuple(fake.shape[1:])}")
     if min(real.shape[0], fake.shape[0]) <= k:
-        raise DataError(f"precision/recall/density/coverage with k={k} need more than {k} examples in each set, "
-                        f"got {real.shape[0]} reference and {fake.shape[0]} generated")
+        raise DataError(
+            f"precision/recall/density/coverage with k={k} need more than {k} examples in each set, "
+            f"got {real.shape[0]} reference and {fake.shape[0]} generated"
+        )
     r_real, r_fake = knn_radii(real, k), knn_radii(fake, k)
-    inside_real = torch.zeros(fake.shape[0], dtype=torch.float64)        # per Y_j: real balls that hold it
-    covered = torch.zeros(real.shape[0], dtype=torch.bool)               # per X_i: a Y_j in its ball
-    recalled = torch.zeros(real.shape[0], dtype=torch.bool)              # per X_i: inside some fake ball
+    inside_real = torch.zeros(fake.shape[0], dtype=torch.float64)  # per Y_j: real balls that hold it
+    covered = torch.zeros(real.shape[0], dtype=torch.bool)  # per X_i: a Y_j in its ball
+    recalled = torch.zeros(real.shape[0], dtype=torch.bool)  # per X_i: inside some fake ball
     for start in range(0, real.shape[0], _BLOCK):
-        d = torch.cdist(real[start:start + _BLOCK], fake)                # (b, M)
-        r = r_real[start:start + _BLOCK, None]
+        d = torch.cdist(real[start : start + _BLOCK], fake)  # (b, M)
+        r = r_real[start : start + _BLOCK, None]
         inside_real += (d < r).sum(0)
-        covered[start:start + _BLOCK] = d.min(1).values < r[:, 0]
-        recalled[start:start + _BLOCK] = (d < r_fake[None, :]).any(1)
+        covered[start : start + _BLOCK] = d.min(1).values < r[:, 0]
+        recalled[start : start + _BLOCK] = (d < r_fake[None, :]).any(1)
     return {
         "precision": float((inside_real > 0).double().mean()),
         "recall": float(recalled.double().mean()),

@@ -21,8 +21,15 @@ from .frechet import frechet_distance
 from .kid import kernel_distance
 from .prdc import prdc
 
-__all__ = ["METRICS", "parse_metrics", "feature_metrics", "sample_quality", "compare_data", "parse_source_split",
-           "draw_samples"]
+__all__ = [
+    "METRICS",
+    "parse_metrics",
+    "feature_metrics",
+    "sample_quality",
+    "compare_data",
+    "parse_source_split",
+    "draw_samples",
+]
 
 #: metric name -> the keys it adds to a result
 METRICS = {"fd": ("fd",), "kid": ("kid", "kid_std"), "prdc": ("precision", "recall", "density", "coverage")}
@@ -36,22 +43,35 @@ def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
         return tuple(METRICS)
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise ConfigError(f"--metrics: unknown metric {', '.join(map(repr, unknown)) or '(none given)'}; "
-                          f"metrics: {', '.join(METRICS)} (or all)")
+        raise ConfigError(
+            f"--metrics: unknown metric {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"metrics: {', '.join(METRICS)} (or all)"
+        )
     return tuple(dict.fromkeys(names))
 
 
 def _check_sizes(n_samples: int, n_reference: int, metrics: tuple[str, ...], k: int) -> None:
     if "prdc" in metrics and min(n_samples, n_reference) <= k:
-        raise DataError(f"prdc with k={k} needs more than {k} examples in each set, got {n_samples} samples and "
-                        f"{n_reference} reference examples; raise --samples or drop prdc")
+        raise DataError(
+            f"prdc with k={k} needs more than {k} examples in each set, got {n_samples} samples and "
+            f"{n_reference} reference examples; raise --samples or drop prdc"
+        )
     if min(n_samples, n_reference) < 2:
-        raise DataError(f"sample-quality metrics need at least 2 examples in each set, got {n_samples} samples and "
-                        f"{n_reference} reference examples")
+        raise DataError(
+            f"sample-quality metrics need at least 2 examples in each set, got {n_samples} samples and "
+            f"{n_reference} reference examples"
+        )
 
 
-def feature_metrics(reference: Tensor, samples: Tensor, metrics: Iterable[str] = tuple(METRICS), k: int = 5,
-                    kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> dict[str, float]:
+def feature_metrics(
+    reference: Tensor,
+    samples: Tensor,
+    metrics: Iterable[str] = tuple(METRICS),
+    k: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
     """The requested metrics of ``samples`` ``(M, d)`` against ``reference`` ``(N, d)`` features."""
     names = parse_metrics(metrics)
     _check_sizes(samples.shape[0], reference.shape[0], names, k)
@@ -67,12 +87,20 @@ def feature_metrics(reference: Tensor, samples: Tensor, metrics: Iterable[str] =
 
 def _same_data(spec: DataSpec, other: DataSpec, what: str) -> None:
     if (spec.kind, tuple(spec.shape), spec.levels) != (other.kind, tuple(other.shape), other.levels):
-        raise DataError(f"{what} ({other.kind} {tuple(other.shape)}, levels {other.levels}) does not match "
-                        f"{spec.name} ({spec.kind} {tuple(spec.shape)}, levels {spec.levels})")
+        raise DataError(
+            f"{what} ({other.kind} {tuple(other.shape)}, levels {other.levels}) does not match "
+            f"{spec.name} ({spec.kind} {tuple(spec.shape)}, levels {spec.levels})"
+        )
 
 
-def draw_samples(run: Any, n: int, seed: int = 0, sampler: str | None = None, options: dict[str, Any] | None = None,
-                 batch_size: int = 500) -> tuple[Tensor, Tensor | None]:
+def draw_samples(
+    run: Any,
+    n: int,
+    seed: int = 0,
+    sampler: str | None = None,
+    options: dict[str, Any] | None = None,
+    batch_size: int = 500,
+) -> tuple[Tensor, Tensor | None]:
     """``n`` samples of ``run`` in chunks of ``batch_size``, each chunk seeded from ``seed``.
 
     A conditional model gets class-balanced labels ``i mod K`` (sorted by class);
@@ -86,10 +114,14 @@ def draw_samples(run: Any, n: int, seed: int = 0, sampler: str | None = None, op
     classes: int | None = model.data.num_classes if model.conditional else None
     labels = torch.arange(n) % classes if classes else None
     counts = [n] if classes is None else [n // classes + (c < n % classes) for c in range(classes)]
-    chunks = [(c, min(batch_size, count - start)) for c, count in enumerate(counts) for start in range(0, count, batch_size)]
+    chunks = [
+        (c, min(batch_size, count - start)) for c, count in enumerate(counts) for start in range(0, count, batch_size)
+    ]
     seeds = torch.randint(0, 2**62, (len(chunks),), generator=torch.Generator().manual_seed(seed)).tolist()
-    parts = [run.sample(size, label=c if labels is not None else None, seed=s, sampler=sampler, **(options or {})).cpu()
-             for (c, size), s in zip(chunks, seeds, strict=True)]
+    parts = [
+        run.sample(size, label=c if labels is not None else None, seed=s, sampler=sampler, **(options or {})).cpu()
+        for (c, size), s in zip(chunks, seeds, strict=True)
+    ]
     return torch.cat(parts), (labels.sort().values if labels is not None else None)
 
 
@@ -97,10 +129,21 @@ def _describe(extractor: FeatureExtractor) -> dict[str, Any]:
     return {"feature_extractor": extractor.name, "feature_sha256": extractor.sha256}
 
 
-def sample_quality(run: Any, metrics: str | Iterable[str] = tuple(METRICS), n: int = 1000, *, seed: int = 0,
-                   features: str | None = None, sampler: str | None = None, options: dict[str, Any] | None = None,
-                   split: str = "test", data: str | None = None, k: int = 5, kid_subsets: int = 100,
-                   batch_size: int = 500) -> dict[str, Any]:
+def sample_quality(
+    run: Any,
+    metrics: str | Iterable[str] = tuple(METRICS),
+    n: int = 1000,
+    *,
+    seed: int = 0,
+    features: str | None = None,
+    sampler: str | None = None,
+    options: dict[str, Any] | None = None,
+    split: str = "test",
+    data: str | None = None,
+    k: int = 5,
+    kid_subsets: int = 100,
+    batch_size: int = 500,
+) -> dict[str, Any]:
     """Metrics of ``n`` seeded samples of ``run`` against ``split`` of its data (or of ``data``).
 
     Returns ``fd``, ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``,
@@ -116,8 +159,13 @@ def sample_quality(run: Any, metrics: str | Iterable[str] = tuple(METRICS), n: i
     extractor = resolve(features, spec)
     _check_sizes(n, len(reference), names, k)
     samples, labels = draw_samples(run, n, seed, sampler, options, batch_size)
-    result: dict[str, Any] = {**_describe(extractor), "n_samples": n, "n_reference": len(reference),
-                              "reference": f"{source} ({split})", "seed": seed}
+    result: dict[str, Any] = {
+        **_describe(extractor),
+        "n_samples": n,
+        "n_reference": len(reference),
+        "reference": f"{source} ({split})",
+        "seed": seed,
+    }
     result.update(feature_metrics(extractor(reference.x), extractor(samples), names, k, kid_subsets, seed=seed))
     if labels is not None and extractor.num_classes == spec.num_classes:
         result["class_accuracy"] = float((extractor.logits(samples).argmax(1) == labels).double().mean())
@@ -138,9 +186,19 @@ def _subset(ds: Dataset, n: int | None, seed: int) -> Tensor:
     return ds.x[torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]]
 
 
-def compare_data(source: str, against: str, split: str = "train", against_split: str = "test",
-                 metrics: str | Iterable[str] = tuple(METRICS), *, n: int | None = None, seed: int = 0,
-                 features: str | None = None, k: int = 5, kid_subsets: int = 100) -> dict[str, Any]:
+def compare_data(
+    source: str,
+    against: str,
+    split: str = "train",
+    against_split: str = "test",
+    metrics: str | Iterable[str] = tuple(METRICS),
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    features: str | None = None,
+    k: int = 5,
+    kid_subsets: int = 100,
+) -> dict[str, Any]:
     """Metrics of ``split`` of ``source`` (``n`` random examples, or all) against ``against_split`` of ``against``."""
     names = parse_metrics(metrics)
     first, reference = load(source, split), load(against, against_split)
@@ -148,8 +206,13 @@ def compare_data(source: str, against: str, split: str = "train", against_split:
     extractor = resolve(features, reference.spec)
     x = _subset(first, n, seed)
     _check_sizes(x.shape[0], len(reference), names, k)
-    result: dict[str, Any] = {"data": f"{source} ({split})", "reference": f"{against} ({against_split})",
-                              **_describe(extractor), "n_samples": x.shape[0], "n_reference": len(reference),
-                              "seed": seed}
+    result: dict[str, Any] = {
+        "data": f"{source} ({split})",
+        "reference": f"{against} ({against_split})",
+        **_describe(extractor),
+        "n_samples": x.shape[0],
+        "n_reference": len(reference),
+        "seed": seed,
+    }
     result.update(feature_metrics(extractor(reference.x), extractor(x), names, k, kid_subsets, seed=seed))
     return result

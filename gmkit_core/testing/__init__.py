@@ -59,8 +59,14 @@ def _subset(ds: Dataset, n: int) -> Dataset:
     return Dataset(ds.x[:n], None if ds.y is None else ds.y[:n], ds.spec, ds.split)
 
 
-def check_model(model: str | type[GenerativeModel], data: str = "digits", device: str | torch.device = "cpu",
-                n_train: int = 64, n_samples: int = 4, **overrides: Any) -> Report:
+def check_model(
+    model: str | type[GenerativeModel],
+    data: str = "digits",
+    device: str | torch.device = "cpu",
+    n_train: int = 64,
+    n_samples: int = 4,
+    **overrides: Any,
+) -> Report:
     """Run every check on ``model`` built with ``overrides``; raise ConformanceError on the first failure."""
     if isinstance(model, str):
         name, cls = model, registry.entry("model", model).load()
@@ -132,10 +138,15 @@ def _check_samples(net: GenerativeModel, n: int, condition: torch.Tensor | None,
     _require(tuple(x.shape) == (n, *spec.shape), "samples", f"shape {tuple(x.shape)}, expected {(n, *spec.shape)}")
     if spec.is_discrete:
         _require(x.dtype == torch.int64, "samples", f"images must be int64 levels, got {x.dtype}")
-        _require(int(x.min()) >= 0 and int(x.max()) < (spec.levels or 0), "samples",
-                 f"levels outside [0, {spec.levels}): min {int(x.min())}, max {int(x.max())}")
+        _require(
+            int(x.min()) >= 0 and int(x.max()) < (spec.levels or 0),
+            "samples",
+            f"levels outside [0, {spec.levels}): min {int(x.min())}, max {int(x.max())}",
+        )
     else:
-        _require(x.is_floating_point() and bool(torch.isfinite(x).all()), "samples", "vector samples must be finite floats")
+        _require(
+            x.is_floating_point() and bool(torch.isfinite(x).all()), "samples", "vector samples must be finite floats"
+        )
 
 
 def _check_nll(net: GenerativeModel, batch: Batch, train: Dataset) -> None:
@@ -149,13 +160,20 @@ def _check_nll(net: GenerativeModel, batch: Batch, train: Dataset) -> None:
     if net.data.is_discrete:
         _require(bool((a >= -1e-4).all()), "nll", f"nll of discrete data must be >= 0 nats, got {float(a.min())}")
     if likelihood_of(net) == "exact":
-        _require(torch.allclose(a, b, rtol=1e-5, atol=1e-5), "nll",
-                 "the model says its nll is exact but two evaluations differ (is it a stochastic bound?)")
+        _require(
+            torch.allclose(a, b, rtol=1e-5, atol=1e-5),
+            "nll",
+            "the model says its nll is exact but two evaluations differ (is it a stochastic bound?)",
+        )
     metrics = net.evaluate(Dataset(batch.x.cpu(), None if batch.y is None else batch.y.cpu(), train.spec, "check"))
-    _require(metrics.get("exact") == (likelihood_of(net) == "exact"), "nll", "evaluate()['exact'] disagrees with likelihood")
+    _require(
+        metrics.get("exact") == (likelihood_of(net) == "exact"), "nll", "evaluate()['exact'] disagrees with likelihood"
+    )
     if "bits_per_dim" in metrics:
         expected = metrics["nll_nats"] / (net.data.dims * math.log(2))
-        _require(abs(metrics["bits_per_dim"] - expected) < 1e-6 * max(1, expected), "nll", "bits_per_dim != nats / (D ln 2)")
+        _require(
+            abs(metrics["bits_per_dim"] - expected) < 1e-6 * max(1, expected), "nll", "bits_per_dim != nats / (D ln 2)"
+        )
 
 
 def _check_seed(net: GenerativeModel, n: int, condition: torch.Tensor | None, device: torch.device) -> None:
@@ -164,20 +182,36 @@ def _check_seed(net: GenerativeModel, n: int, condition: torch.Tensor | None, de
         with torch.no_grad():
             return net.sample(n, condition=condition, generator=torch.Generator(device).manual_seed(seed))
 
-    _require(torch.equal(draw(3, 11), draw(3, 12)), "seed",
-             "the same generator seed gave different samples (is the global RNG used instead of the generator?)")
+    _require(
+        torch.equal(draw(3, 11), draw(3, 12)),
+        "seed",
+        "the same generator seed gave different samples (is the global RNG used instead of the generator?)",
+    )
     _require(not torch.equal(draw(3, 11), draw(4, 11)), "seed", "different seeds gave identical samples")
 
 
-def _check_save_load(net: GenerativeModel, name: str, cls: type[GenerativeModel], batch: Batch, n: int,
-                     condition: torch.Tensor | None, device: torch.device) -> None:
+def _check_save_load(
+    net: GenerativeModel,
+    name: str,
+    cls: type[GenerativeModel],
+    batch: Batch,
+    n: int,
+    condition: torch.Tensor | None,
+    device: torch.device,
+) -> None:
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "check.h5"
-        record = RunRecord(model=name, plugin="conformance", plugin_version="0",
-                           config_class=f"{cls.__module__}.{cls.Config.__qualname__}",
-                           config=config_to_dict(net.config), train_config={},
-                           data={"source": "check", "spec": net.data.to_json()}, best=state)
+        record = RunRecord(
+            model=name,
+            plugin="conformance",
+            plugin_version="0",
+            config_class=f"{cls.__module__}.{cls.Config.__qualname__}",
+            config=config_to_dict(net.config),
+            train_config={},
+            data={"source": "check", "spec": net.data.to_json()},
+            best=state,
+        )
         write_run(path, record)
         if name in registry.names("model") and registry.entry("model", name).load() is cls:
             other = load(path, device=device).model
@@ -203,15 +237,25 @@ def _check_devices(net: GenerativeModel, batch: Batch) -> None:
     for mod_name, module in net.named_modules():
         for attr, value in vars(module).items():
             if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter) and value.numel() > 1:
-                _require(False, "devices", f"{mod_name or 'model'}.{attr} is a plain tensor attribute; "
-                         "register it as a buffer so .to(device) moves it")
+                _require(
+                    False,
+                    "devices",
+                    f"{mod_name or 'model'}.{attr} is a plain tensor attribute; "
+                    "register it as a buffer so .to(device) moves it",
+                )
     if torch.cuda.is_available() and batch.x.device.type == "cpu":
         gpu = torch.device("cuda")
         net.to(gpu)
         try:
             _check_loss(net, batch.to(gpu))
             net.eval()
-            _check_samples(net, 2, None if not net.conditional or net.data.num_classes is None
-                           else torch.zeros(2, dtype=torch.long, device=gpu), gpu)
+            _check_samples(
+                net,
+                2,
+                None
+                if not net.conditional or net.data.num_classes is None
+                else torch.zeros(2, dtype=torch.long, device=gpu),
+                gpu,
+            )
         finally:
             net.to("cpu")

@@ -52,8 +52,10 @@ def _splits(data: str | Mapping[str, Any]) -> tuple[dict[str, Dataset], str, str
     if isinstance(data, str):
         return ({split: load_data(data, split) for split in ("train", "validation")}, absolute_source(data), data)
     if not isinstance(data, Mapping):
-        raise ConfigError("data must be a source string (e.g. 'digits', 'npz:my.npz') or a mapping of arrays "
-                          "in the documented layout (x_train, y_train, x_validation, ...; docs/data.md)")
+        raise ConfigError(
+            "data must be a source string (e.g. 'digits', 'npz:my.npz') or a mapping of arrays "
+            "in the documented layout (x_train, y_train, x_validation, ...; docs/data.md)"
+        )
     arrays = dict(data)
     splits = {"train": from_arrays(arrays, "train", "arrays", IN_MEMORY)}
     if "x_validation" in arrays or "x" in arrays:
@@ -71,10 +73,21 @@ def _check_resume(previous: RunRecord, resume: Path, model: str, source: str, ov
         raise ConfigError("model options cannot change on --resume; the run's own config is used")
 
 
-def train(model: str, data: str | Mapping[str, Any] = "digits", out: str | Path | None = None, *,
-          steps: int | None = None, seed: int | None = None, overrides: dict[str, Any] | None = None,
-          train_overrides: dict[str, Any] | None = None, resume: str | Path | None = None,
-          device: str | None = None, quiet: bool = False, pictures: bool = True, force: bool = False) -> TrainResult:
+def train(
+    model: str,
+    data: str | Mapping[str, Any] = "digits",
+    out: str | Path | None = None,
+    *,
+    steps: int | None = None,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    train_overrides: dict[str, Any] | None = None,
+    resume: str | Path | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+    pictures: bool = True,
+    force: bool = False,
+) -> TrainResult:
     """Train ``model`` on ``data`` and write the run to ``out`` (default: the ``resume`` file).
 
     ``data`` is a source string (``"digits"``, ``"npz:my.npz"``; relative paths
@@ -114,16 +127,24 @@ def train(model: str, data: str | Mapping[str, Any] = "digits", out: str | Path 
     notices = _resume_notices(previous, tconfig) if previous is not None else []
     if previous is not None and int(previous.trainer.get("step", 0)) >= tconfig.steps:
         run = Run(out, previous, build_model(previous, previous.best))
-        done = Outcome(step=int(previous.trainer["step"]), best_step=int(previous.trainer.get("best_step", 0)),
-                       best_score=float(previous.trainer.get("best_score", math.inf)))
+        done = Outcome(
+            step=int(previous.trainer["step"]),
+            best_step=int(previous.trainer.get("best_step", 0)),
+            best_score=float(previous.trainer.get("best_score", math.inf)),
+        )
         return TrainResult(run, done, [], notices=notices)
     torch.manual_seed(tconfig.seed)  # the initial weights are part of what the seed fixes
     net = cls(config, spec)
     record = RunRecord(
-        model=model, plugin=entry.plugin, plugin_version=_version(entry.plugin),
-        config_class=f"{cls.__module__}.{cls.Config.__qualname__}", config=config_to_dict(config),
-        train_config=config_to_dict(tconfig), data={"source": source, "given": given, "spec": spec.to_json()},
-        best={}, created=previous.created if previous else "",
+        model=model,
+        plugin=entry.plugin,
+        plugin_version=_version(entry.plugin),
+        config_class=f"{cls.__module__}.{cls.Config.__qualname__}",
+        config=config_to_dict(config),
+        train_config=config_to_dict(tconfig),
+        data={"source": source, "given": given, "spec": spec.to_json()},
+        best={},
+        created=previous.created if previous else "",
     )
     with lock(out) if _rank() == 0 else contextlib.nullcontext():
         return _fit(net, record, splits, tconfig, previous, out, pictures, notices)
@@ -137,17 +158,29 @@ def _resume_notices(previous: RunRecord, tconfig: TrainConfig) -> list[str]:
     """What a user must know about continuing ``previous`` to ``tconfig.steps``."""
     reached, planned = int(previous.trainer.get("step", 0)), int(previous.train_config.get("steps", 0))
     if reached >= tconfig.steps:
-        return [f"the run already reached step {reached} (--steps {tconfig.steps}); nothing to train: pass a larger "
-                "--steps to continue it"]
+        return [
+            f"the run already reached step {reached} (--steps {tconfig.steps}); nothing to train: pass a larger "
+            "--steps to continue it"
+        ]
     if reached >= planned and tconfig.schedule == "cosine":
-        return [f"extending a finished run from {reached} to {tconfig.steps} steps: the cosine learning-rate schedule "
-                "now spans the new total, so this is not bit-identical to a run trained to that many steps from the "
-                "start (resuming an interrupted run is)"]
+        return [
+            f"extending a finished run from {reached} to {tconfig.steps} steps: the cosine learning-rate schedule "
+            "now spans the new total, so this is not bit-identical to a run trained to that many steps from the "
+            "start (resuming an interrupted run is)"
+        ]
     return []
 
 
-def _fit(net: Any, record: RunRecord, splits: dict[str, Dataset], tconfig: TrainConfig, previous: RunRecord | None,
-         out: Path, pictures: bool, notices: list[str]) -> TrainResult:
+def _fit(
+    net: Any,
+    record: RunRecord,
+    splits: dict[str, Dataset],
+    tconfig: TrainConfig,
+    previous: RunRecord | None,
+    out: Path,
+    pictures: bool,
+    notices: list[str],
+) -> TrainResult:
     def checkpoint(snap: Snapshot) -> None:
         record.best, record.weights, record.ema = snap.best, snap.weights, snap.ema
         record.optimizer, record.trainer, record.history = snap.optimizer, snap.trainer, snap.history
@@ -162,10 +195,12 @@ def _fit(net: Any, record: RunRecord, splits: dict[str, Dataset], tconfig: Train
     if previous is not None:
         if previous.weights is None or not previous.trainer:
             raise ConfigError(f"--resume {out} has no trainer state to resume from")
-        resume_snap = Snapshot(previous.weights, previous.best, previous.ema, previous.optimizer or {},
-                               previous.trainer, previous.history)
-    trainer = registry.get("trainer", tconfig.trainer, checkpoint=checkpoint,
-                           samples=samples if tconfig.sample_every else None)
+        resume_snap = Snapshot(
+            previous.weights, previous.best, previous.ema, previous.optimizer or {}, previous.trainer, previous.history
+        )
+    trainer = registry.get(
+        "trainer", tconfig.trainer, checkpoint=checkpoint, samples=samples if tconfig.sample_every else None
+    )
     fitted = trainer.fit(net, splits, tconfig, resume=resume_snap)
     run = Run(out, record, fitted)
     written: list[Path] = []
@@ -182,5 +217,3 @@ def _fit(net: Any, record: RunRecord, splits: dict[str, Dataset], tconfig: Train
         dist.barrier()  # rank 0 has written the run file before any process leaves
         dist.destroy_process_group()
     return TrainResult(run, trainer.outcome, written, current.is_main, notices)
-
-

@@ -102,8 +102,10 @@ class _Compiled:
             except Exception as exc:  # the compiler's failures are many and version-specific
                 self.compiled = None
                 if not self.quiet:
-                    _stderr(f"train.compile: cannot compile this model ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}); training eagerly")
+                    _stderr(
+                        f"train.compile: cannot compile this model ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}); training eagerly"
+                    )
         return self.module(*args)
 
     def no_sync(self) -> Any:
@@ -173,7 +175,7 @@ def _average_gradients(params: list[nn.Parameter], size: int) -> None:
     flat /= size
     offset = 0
     for p, g in zip(params, grads, strict=True):
-        p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
         offset += g.numel()
 
 
@@ -185,20 +187,30 @@ class DefaultTrainer(Trainer):
     ``sample_every`` steps. ``self.outcome`` tells how the run ended.
     """
 
-    def __init__(self, checkpoint: Callable[[Snapshot], None] | None = None,
-                 samples: Callable[[int, GenerativeModel], None] | None = None):
+    def __init__(
+        self,
+        checkpoint: Callable[[Snapshot], None] | None = None,
+        samples: Callable[[int, GenerativeModel], None] | None = None,
+    ):
         self.checkpoint = checkpoint
         self.samples = samples
         self.outcome = Outcome()
 
-    def fit(self, model: GenerativeModel, data: dict[str, Dataset], config: Any,
-            resume: Snapshot | None = None) -> GenerativeModel:
+    def fit(
+        self, model: GenerativeModel, data: dict[str, Dataset], config: Any, resume: Snapshot | None = None
+    ) -> GenerativeModel:
         return _Loop(self, model, data, config, resume).run()
 
 
 class _Loop:
-    def __init__(self, owner: DefaultTrainer, model: GenerativeModel, data: dict[str, Dataset],
-                 config: TrainConfig, resume: Snapshot | None):
+    def __init__(
+        self,
+        owner: DefaultTrainer,
+        model: GenerativeModel,
+        data: dict[str, Dataset],
+        config: TrainConfig,
+        resume: Snapshot | None,
+    ):
         self.owner, self.model, self.config, self.resume = owner, model, config, resume
         self.train, self.validation = data["train"], data.get("validation")
         self.data = data
@@ -206,7 +218,9 @@ class _Loop:
         self.device = self.world.device(config.device)
         n = len(self.train)
         if config.batch_size % self.world.size:
-            raise ConfigError(f"train.batch_size={config.batch_size} must be divisible by the {self.world.size} processes")
+            raise ConfigError(
+                f"train.batch_size={config.batch_size} must be divisible by the {self.world.size} processes"
+            )
         if n < config.batch_size:
             raise ConfigError(f"train.batch_size={config.batch_size} exceeds the {n} training examples")
 
@@ -223,25 +237,36 @@ class _Loop:
         if config.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         if config.data_on_device and self.device.type != "cpu" and self._fits(self.train):
-            self.train = Dataset(self.train.x.to(self.device), None if self.train.y is None else
-                                 self.train.y.to(self.device), self.train.spec, self.train.split)
+            self.train = Dataset(
+                self.train.x.to(self.device),
+                None if self.train.y is None else self.train.y.to(self.device),
+                self.train.spec,
+                self.train.split,
+            )
         if self.resume is None:
             with torch.no_grad():
                 model.prepare(self.train)
         self.owned = type(model).owns_step()
         if self.owned and config.accumulate > 1:
-            raise ConfigError(f"train.accumulate={config.accumulate}: {type(model).__name__} runs its own "
-                              "training step, which does not accumulate micro-batches")
+            raise ConfigError(
+                f"train.accumulate={config.accumulate}: {type(model).__name__} runs its own "
+                "training step, which does not accumulate micro-batches"
+            )
         if self.owned and config.compile:
-            raise ConfigError(f"train.compile: {type(model).__name__} runs its own training step; compiling applies "
-                              "to models trained through their loss")
+            raise ConfigError(
+                f"train.compile: {type(model).__name__} runs its own training step; compiling applies "
+                "to models trained through their loss"
+            )
         if self.owned and config.precision == "fp16":
-            raise ConfigError(f"train.precision=fp16: {type(model).__name__} runs its own training step, which "
-                              "has no loss scaling; use train.precision=bf16")
+            raise ConfigError(
+                f"train.precision=fp16: {type(model).__name__} runs its own training step, which "
+                "has no loss scaling; use train.precision=bf16"
+            )
         self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
         self.groups = {name: list(group.params) for name, group in model.optimizer_groups().items() if group.params}
-        self.optimizers = {name: _make_optimizer(config, group) for name, group in model.optimizer_groups().items()
-                           if group.params}
+        self.optimizers = {
+            name: _make_optimizer(config, group) for name, group in model.optimizer_groups().items() if group.params
+        }
         self.base_lr = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
         self.params = [p for params in self.groups.values() for p in params]
         self.ema = EMA(model, config.ema) if config.ema > 0 else None
@@ -286,8 +311,10 @@ class _Loop:
         where = f"{self.device}" + (f", {self.threads} CPU thread{plural}" if self.device.type == "cpu" else "")
         procs = f", {self.world.size} processes" if self.world.distributed else ""
         extras = "".join(f", {x}" for x, on in (("compiled", c.compile), ("channels-last", c.channels_last)) if on)
-        _stderr(f"training {self.model.describe()} on {self.train.describe()}: {where}{procs}, {c.precision}{extras}, "
-                f"batch {c.batch_size}, steps {self.step} -> {c.steps}")
+        _stderr(
+            f"training {self.model.describe()} on {self.train.describe()}: {where}{procs}, {c.precision}{extras}, "
+            f"batch {c.batch_size}, steps {self.step} -> {c.steps}"
+        )
 
     def _restore(self, snap: Snapshot) -> None:
         self.model.load_state_dict(snap.weights)
@@ -299,14 +326,19 @@ class _Loop:
             self.optimizers[name].load_state_dict(state)
         t = snap.trainer
         self.step, self.cursor = int(t["step"]), int(t["cursor"])
-        self.best_score, self.best_step, self.bad_evals = float(t["best_score"]), int(t["best_step"]), int(t["bad_evals"])
+        self.best_score, self.best_step, self.bad_evals = (
+            float(t["best_score"]),
+            int(t["best_step"]),
+            int(t["bad_evals"]),
+        )
         self.best = snap.best
         self.perm = torch.as_tensor(t["perm"]).long()
         self.order.set_state(torch.as_tensor(t["order_rng"]).to(torch.uint8))
         torch.set_rng_state(torch.as_tensor(t["cpu_rng"]).to(torch.uint8))
         if self.scaler is not None and "loss_scaler" in t:
-            self.scaler.load_state_dict({k: v.item() if isinstance(v, torch.Tensor) else v
-                                         for k, v in t["loss_scaler"].items()})
+            self.scaler.load_state_dict(
+                {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in t["loss_scaler"].items()}
+            )
         if self.device.type == "cuda" and "cuda_rng" in t:
             torch.cuda.set_rng_state(torch.as_tensor(t["cuda_rng"]).to(torch.uint8), self.device)
         self.history = {
@@ -411,10 +443,10 @@ class _Loop:
         if self.cursor + size > len(self.perm):
             self.perm = torch.randperm(len(self.train), generator=self.order)
             self.cursor = 0
-        index = self.perm[self.cursor:self.cursor + size]
+        index = self.perm[self.cursor : self.cursor + size]
         self.cursor += size
         if self.world.distributed:
-            index = index[self.world.rank::self.world.size]
+            index = index[self.world.rank :: self.world.size]
         return self.train.batch(index).to(self.device)
 
     def _log(self, bar: Any, rate: float) -> None:
@@ -464,7 +496,9 @@ class _Loop:
         else:
             self.bad_evals += 1
         if self.world.is_main and not self.config.quiet:
-            line = f"step {self.step}: validation {score:.5g}" + (" (best)" if improved else f" (best {self.best_score:.5g} at {self.best_step})")
+            line = f"step {self.step}: validation {score:.5g}" + (
+                " (best)" if improved else f" (best {self.best_score:.5g} at {self.best_step})"
+            )
             (bar.write if bar is not None else _stderr)(line)
         return True
 
@@ -475,26 +509,36 @@ class _Loop:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.config.steps, initial=self.step, unit="step", dynamic_ncols=True,
-                    desc=type(self.model).__name__)
+        return tqdm(
+            total=self.config.steps, initial=self.step, unit="step", dynamic_ncols=True, desc=type(self.model).__name__
+        )
 
     # -- files -----------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         t: dict[str, Any] = {
-            "step": self.step, "cursor": self.cursor, "best_score": self.best_score, "best_step": self.best_step,
-            "bad_evals": self.bad_evals, "perm": self.perm.clone(), "order_rng": self.order.get_state(),
+            "step": self.step,
+            "cursor": self.cursor,
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "perm": self.perm.clone(),
+            "order_rng": self.order.get_state(),
             "cpu_rng": torch.get_rng_state(),
         }
         if self.device.type == "cuda":
             t["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.scaler is not None:
             t["loss_scaler"] = self.scaler.state_dict()
-        history = {g: {k: torch.tensor(v, dtype=torch.float64) for k, v in vals.items()} for g, vals in self.history.items()}
+        history = {
+            g: {k: torch.tensor(v, dtype=torch.float64) for k, v in vals.items()} for g, vals in self.history.items()
+        }
         return Snapshot(
-            weights=_clone(self.model), best=self.best if self.best is not None else _clone(self._eval_module()),
+            weights=_clone(self.model),
+            best=self.best if self.best is not None else _clone(self._eval_module()),
             ema=_clone(self.ema.module) if self.ema is not None else None,
             optimizer={name: opt.state_dict() for name, opt in self.optimizers.items()},
-            trainer=t, history=history,
+            trainer=t,
+            history=history,
         )
 
     def _checkpoint(self, snap: Snapshot | None = None) -> None:
@@ -531,8 +575,14 @@ def nested_fit(parent: TrainConfig) -> Callable[..., GenerativeModel]:
     from ..config import config_to_dict, make_config
 
     def fit(model: GenerativeModel, data: dict[str, Dataset], **overrides: Any) -> GenerativeModel:
-        settings = {**config_to_dict(parent), "checkpoint_every": 0, "sample_every": 0, "max_minutes": 0,
-                    **type(model).defaults_for(model.data), **overrides}
+        settings = {
+            **config_to_dict(parent),
+            "checkpoint_every": 0,
+            "sample_every": 0,
+            "max_minutes": 0,
+            **type(model).defaults_for(model.data),
+            **overrides,
+        }
         return DefaultTrainer().fit(model, data, make_config(TrainConfig, settings, owner="stage trainer"))
 
     return fit

@@ -20,7 +20,7 @@ class OracleGaussian(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         abar = self.schedule.alphas_cumprod.to(x.device)[t - 1].to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-        a, var = abar.sqrt(), self.std ** 2
+        a, var = abar.sqrt(), self.std**2
         x0 = self.mean + a * var / (abar * var + 1 - abar) * (x - a * self.mean)
         return (x - a * x0) / (1 - abar).sqrt()
 

@@ -61,8 +61,15 @@ def _vector_model(mean, std, **cfg):
     return model.eval()
 
 
-@pytest.mark.parametrize(("schedule", "variance", "max_gap"), [
-    ("linear", "beta", 0.3), ("loglinear", "beta", 0.3), ("loglinear", "beta_tilde", 0.4), ("linear", "beta_tilde", 1.5)])
+@pytest.mark.parametrize(
+    ("schedule", "variance", "max_gap"),
+    [
+        ("linear", "beta", 0.3),
+        ("loglinear", "beta", 0.3),
+        ("loglinear", "beta_tilde", 0.4),
+        ("linear", "beta_tilde", 1.5),
+    ],
+)
 def test_bound_is_above_the_true_nll_of_gaussian_data(schedule, variance, max_gap):
     """x ~ N(m, s^2 I): true NLL known; the exact denoiser's bound lies above it. The gap is the
     fixed reverse variance's mismatch (sigma_t^2 = beta_t suits continuous data better than beta~_t)."""
@@ -70,8 +77,11 @@ def test_bound_is_above_the_true_nll_of_gaussian_data(schedule, variance, max_ga
     model = _vector_model(mean, std, schedule=schedule, variance=variance)
     g = torch.Generator().manual_seed(0)
     x = torch.tensor(mean) + std * torch.randn(500, 2, generator=g)
-    true_nll = -Normal(torch.tensor(mean, dtype=torch.float64), torch.full((2,), std, dtype=torch.float64)).log_prob(
-        x.double()).mean()
+    true_nll = (
+        -Normal(torch.tensor(mean, dtype=torch.float64), torch.full((2,), std, dtype=torch.float64))
+        .log_prob(x.double())
+        .mean()
+    )
     b = model.bound(Batch(x)).mean()
     se = float(model.bound(Batch(x)).std()) / math.sqrt(len(x))
     assert float(b) >= float(true_nll) - 3 * se
@@ -129,8 +139,9 @@ def test_marginal_nll_adds_log_num_classes_and_is_looser_than_the_log_mean_exp_o
     assert report["conditional"] and report["likelihood"] == "bound"
     assert report["nll_nats"] == pytest.approx(float(marginal.double().mean()), rel=1e-6)
     assert report["conditional_nll_nats"] == pytest.approx(float(conditional.double().mean()), rel=1e-6)
-    unconditional = registry.get("model", "ddpm", data=spec, T=20, channels=8, mults=(1,), attention=(), blocks=1,
-                                 class_conditional=False)
+    unconditional = registry.get(
+        "model", "ddpm", data=spec, T=20, channels=8, mults=(1,), attention=(), blocks=1, class_conditional=False
+    )
     assert unconditional.num_classes is None and not unconditional.conditional
 
 

@@ -31,8 +31,16 @@ def test_conformance_on_2d_toy():
 
 
 def test_conformance_unconditional_v_prediction():
-    check_model("ddpm", data="digits", T=20, prediction="v", class_conditional=False, sampler="ddim",
-                sample_steps=5, **SMALL["unet"])
+    check_model(
+        "ddpm",
+        data="digits",
+        T=20,
+        prediction="v",
+        class_conditional=False,
+        sampler="ddim",
+        sample_steps=5,
+        **SMALL["unet"],
+    )
 
 
 def _perturbed(model, scale=0.3):  # noqa: ANN001, ANN202
@@ -46,8 +54,11 @@ def _perturbed(model, scale=0.3):  # noqa: ANN001, ANN202
 def test_bound_is_a_valid_upper_bound_on_a_tiny_image_space(prediction):
     """sum_x exp(-bound(x)) <= sum_x p(x) = 1 over all 3^4 images of 1x2x2 pixels with 3 levels."""
     spec = DataSpec("tiny", "image", (1, 2, 2), levels=3)
-    model = _perturbed(registry.get("model", "ddpm", data=spec, prediction=prediction, T=100, channels=8,
-                                    mults=(1,), attention=(), blocks=1))
+    model = _perturbed(
+        registry.get(
+            "model", "ddpm", data=spec, prediction=prediction, T=100, channels=8, mults=(1,), attention=(), blocks=1
+        )
+    )
     x = torch.tensor(list(itertools.product(range(3), repeat=4))).reshape(-1, 1, 2, 2)
     mass = float(torch.exp(-model.bound(Batch(x))).sum())
     assert mass <= 1.0 + 1e-3
@@ -57,8 +68,9 @@ def test_bound_is_a_valid_upper_bound_on_a_tiny_image_space(prediction):
 
 def test_nll_is_seeded_and_follows_nll_steps():
     spec = DataSpec("d", "image", (1, 4, 4), levels=5)
-    model = _perturbed(registry.get("model", "ddpm", data=spec, T=100, channels=8, mults=(1, 2), attention=(),
-                                    nll_steps=10), 0.05)
+    model = _perturbed(
+        registry.get("model", "ddpm", data=spec, T=100, channels=8, mults=(1, 2), attention=(), nll_steps=10), 0.05
+    )
     x = torch.randint(5, (6, 1, 4, 4), generator=torch.Generator().manual_seed(0))
     a, b = model.nll(Batch(x)), model.nll(Batch(x))
     assert torch.equal(a, b)
@@ -88,8 +100,9 @@ def test_dit_null_class_and_patches_derive_from_the_data():
 def test_dit_unpatchify_inverts_patchify_layout():
     """With the head reading pixel (i, j) of a patch from the matching input pixel, the net is the identity."""
     spec = DataSpec("d", "image", (1, 4, 4), levels=4)
-    model = registry.get("model", "ddpm", data=spec, network="dit", hidden=16, depth=1, heads=2, patch_size=2,
-                         prediction="x0")
+    model = registry.get(
+        "model", "ddpm", data=spec, network="dit", hidden=16, depth=1, heads=2, patch_size=2, prediction="x0"
+    )
     net = model.network
     with torch.no_grad():
         net.patch.weight.zero_()
@@ -114,23 +127,29 @@ def test_loss_reports_simple_and_bound_terms():
         model = registry.get("model", "ddpm", data=spec, T=50, channels=8, mults=(1,), attention=(), loss=loss)
         out = {k: float(v.detach()) for k, v in model.loss(Batch(torch.randint(5, (8, 1, 4, 4)))).items()}
         assert set(out) == {"loss", "simple", "vlb_nats_per_dim"} and math.isfinite(out["loss"])
-        expected = {"simple": out["simple"], "vlb": out["vlb_nats_per_dim"],
-                    "hybrid": out["simple"] + out["vlb_nats_per_dim"]}[loss]
+        expected = {
+            "simple": out["simple"],
+            "vlb": out["vlb_nats_per_dim"],
+            "hybrid": out["simple"] + out["vlb_nats_per_dim"],
+        }[loss]
         assert out["loss"] == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize(("data", "cfg", "error"), [
-    (DataSpec("v", "vector", (2,)), dict(network="unet"), ConfigError),
-    (DataSpec("v", "vector", (2,)), dict(network="dit"), ConfigError),
-    (DataSpec("v", "vector", (2,)), dict(prediction="levels"), ConfigError),
-    (DataSpec("i", "image", (1, 8, 8), levels=3), dict(network="mlp"), ConfigError),
-    (DataSpec("i", "image", (1, 6, 6), levels=3), dict(mults=(1, 2, 2)), ConfigError),
-    (DataSpec("i", "image", (1, 6, 6), levels=3), dict(network="dit", patch_size=4), ConfigError),
-    (DataSpec("i", "image", (1, 8, 8), levels=3), dict(schedule="custom"), ConfigError),
-    (DataSpec("i", "image", (1, 8, 8), levels=3), dict(betas=(0.1, 0.2)), ConfigError),
-    (DataSpec("i", "image", (1, 8, 8), levels=3), dict(prediction="score"), ConfigError),
-    (DataSpec("i", "image", (1, 8, 8)), {}, DataError),
-])
+@pytest.mark.parametrize(
+    ("data", "cfg", "error"),
+    [
+        (DataSpec("v", "vector", (2,)), dict(network="unet"), ConfigError),
+        (DataSpec("v", "vector", (2,)), dict(network="dit"), ConfigError),
+        (DataSpec("v", "vector", (2,)), dict(prediction="levels"), ConfigError),
+        (DataSpec("i", "image", (1, 8, 8), levels=3), dict(network="mlp"), ConfigError),
+        (DataSpec("i", "image", (1, 6, 6), levels=3), dict(mults=(1, 2, 2)), ConfigError),
+        (DataSpec("i", "image", (1, 6, 6), levels=3), dict(network="dit", patch_size=4), ConfigError),
+        (DataSpec("i", "image", (1, 8, 8), levels=3), dict(schedule="custom"), ConfigError),
+        (DataSpec("i", "image", (1, 8, 8), levels=3), dict(betas=(0.1, 0.2)), ConfigError),
+        (DataSpec("i", "image", (1, 8, 8), levels=3), dict(prediction="score"), ConfigError),
+        (DataSpec("i", "image", (1, 8, 8)), {}, DataError),
+    ],
+)
 def test_user_errors_are_clear(data, cfg, error):
     with pytest.raises(error):
         registry.get("model", "ddpm", data=data, **cfg)
@@ -146,12 +165,19 @@ def test_custom_schedule_from_config():
 def test_narrow_unets_still_see_time_and_label(channels):
     """Group norm never gets one-channel groups, which would erase the per-channel conditioning vector."""
     spec = DataSpec("d", "image", (1, 8, 8), levels=5, num_classes=3)
-    model = registry.get("model", "ddpm", data=spec, channels=channels, mults=(1,), attention=(), blocks=1,
-                         heads=1, prediction="eps").eval()  # eval: no dropout, so only t and y can differ
+    model = registry.get(
+        "model", "ddpm", data=spec, channels=channels, mults=(1,), attention=(), blocks=1, heads=1, prediction="eps"
+    ).eval()  # eval: no dropout, so only t and y can differ
     _perturbed(model, 0.1)
     x = torch.randn(1, 1, 8, 8).expand(2, -1, -1, -1)
     same_y = torch.tensor([1, 1])
-    assert not torch.allclose(model.network(x, torch.tensor([3, 700]), same_y)[0],
-                              model.network(x, torch.tensor([3, 700]), same_y)[1], atol=1e-6)
-    assert not torch.allclose(model.network(x, torch.tensor([5, 5]), torch.tensor([0, 2]))[0],
-                              model.network(x, torch.tensor([5, 5]), torch.tensor([0, 2]))[1], atol=1e-6)
+    assert not torch.allclose(
+        model.network(x, torch.tensor([3, 700]), same_y)[0],
+        model.network(x, torch.tensor([3, 700]), same_y)[1],
+        atol=1e-6,
+    )
+    assert not torch.allclose(
+        model.network(x, torch.tensor([5, 5]), torch.tensor([0, 2]))[0],
+        model.network(x, torch.tensor([5, 5]), torch.tensor([0, 2]))[1],
+        atol=1e-6,
+    )

@@ -24,8 +24,14 @@ def _point_model(spec: DataSpec, point: torch.Tensor, **cfg):
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "loglinear"])
-@pytest.mark.parametrize("sampler", [DDPMSampler(progress=False), DDIMSampler(steps=20, progress=False),
-                                     DDIMSampler(steps=20, eta=1.0, progress=False)])
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        DDPMSampler(progress=False),
+        DDIMSampler(steps=20, progress=False),
+        DDIMSampler(steps=20, eta=1.0, progress=False),
+    ],
+)
 def test_oracle_on_one_point_images_returns_the_point(schedule, sampler):
     levels = torch.tensor([[[0, 3], [8, 5]]])
     model = _point_model(IMAGE, to_unit_interval(levels, 9), schedule=schedule)

@@ -104,8 +104,9 @@ def test_posterior_is_bayes_rule(betas, data):
     prior_prec, like_prec = 1 / (1 - abar_prev), (1 - beta) / beta
     var = 1 / (prior_prec + like_prec)
     mean = var * (math.sqrt(abar_prev) * x0 * prior_prec + xt * math.sqrt(1 - beta) / beta)
-    m, v = s.q_posterior(torch.tensor([x0], dtype=torch.float64), torch.tensor([xt], dtype=torch.float64),
-                         torch.tensor([t]))
+    m, v = s.q_posterior(
+        torch.tensor([x0], dtype=torch.float64), torch.tensor([xt], dtype=torch.float64), torch.tensor([t])
+    )
     assert float(m) == pytest.approx(mean, rel=1e-9, abs=1e-9)
     assert float(v) == pytest.approx(var, rel=1e-9)
 

@@ -38,4 +38,6 @@ def test_bin_centres_and_offsets_quantise_back(levels: int, offset: float) -> No
     half = 1.0 / (levels - 1)
     assert torch.equal(model.quantize(centre), x)
     assert torch.equal(model.quantize(centre + 0.999 * offset * half), x)  # inside the bin: same level
-    assert abs(float(model.low.min()) + 1 + half) < 1e-6 and abs(float(model.high.max()) - 1 - half) < 1e-6  # B: the bins
+    assert (
+        abs(float(model.low.min()) + 1 + half) < 1e-6 and abs(float(model.high.max()) - 1 - half) < 1e-6
+    )  # B: the bins

@@ -16,7 +16,15 @@ from gmkit_core.registry import registry
 from gmkit_core.training import train
 
 VECTOR = {"hidden": 16, "depth": 2, "grid": 16, "buffer_size": 128, "sgld_steps": 3}
-IMAGE = {"channels": 8, "buffer_size": 64, "sgld_steps": 3, "sample_steps": 5, "ais_chains": 8, "ais_steps": 10, "nll_samples": 2}
+IMAGE = {
+    "channels": 8,
+    "buffer_size": 64,
+    "sgld_steps": 3,
+    "sample_steps": 5,
+    "ais_chains": 8,
+    "ais_steps": 10,
+    "nll_samples": 2,
+}
 
 
 @pytest.mark.parametrize("options", [{}, {"objective": "dsm"}, {"objective": "nce"}, {"sampler": "short_run"}])
@@ -24,8 +32,9 @@ def test_conformance_on_vectors(options: dict, gmkit_check) -> None:  # type: ig
     gmkit_check("ebm", data="moons", **VECTOR, **options)
 
 
-@pytest.mark.parametrize("name,options", [("ebm", {}), ("ebm", {"objective": "nce", "spectral_norm": True}),
-                                          ("jem", {})])
+@pytest.mark.parametrize(
+    "name,options", [("ebm", {}), ("ebm", {"objective": "nce", "spectral_norm": True}), ("jem", {})]
+)
 def test_conformance_on_digits(name: str, options: dict, gmkit_check) -> None:  # type: ignore[no-untyped-def]
     gmkit_check(name, data="digits", **IMAGE, **options)
 
@@ -58,14 +67,30 @@ def test_resume_with_replay_buffer_is_bit_exact(tmp_path) -> None:  # type: igno
 
 def test_saturating_samples_stop_training_naming_the_step_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TrainingError, match=r"box bounds.*--set step_size="):
-        train("ebm", "moons:500", tmp_path / "sat.h5", steps=5, overrides={**VECTOR, "step_size": 1e4, "noise": 0.0},
-              train_overrides={"batch_size": 32}, quiet=True, pictures=False)
+        train(
+            "ebm",
+            "moons:500",
+            tmp_path / "sat.h5",
+            steps=5,
+            overrides={**VECTOR, "step_size": 1e4, "noise": 0.0},
+            train_overrides={"batch_size": 32},
+            quiet=True,
+            pictures=False,
+        )
 
 
 def test_exploding_energies_stop_training_naming_alpha(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TrainingError, match=r"energies exploded.*--set alpha="):
-        train("ebm", "moons:500", tmp_path / "big.h5", steps=5, overrides={**VECTOR, "energy_limit": 1e-9},
-              train_overrides={"batch_size": 32}, quiet=True, pictures=False)
+        train(
+            "ebm",
+            "moons:500",
+            tmp_path / "big.h5",
+            steps=5,
+            overrides={**VECTOR, "energy_limit": 1e-9},
+            train_overrides={"batch_size": 32},
+            quiet=True,
+            pictures=False,
+        )
 
 
 def test_jem_needs_labels() -> None:
@@ -77,8 +102,9 @@ def test_image_bin_probabilities_sum_to_one() -> None:
     """On 2-pixel images with 3 levels the 9 bin masses P(x) = (1/Z) int_bin exp(-E) must sum to one."""
     spec = DataSpec("tiny", "image", (1, 1, 2), levels=3)
     torch.manual_seed(0)
-    model = registry.get("model", "ebm", data=spec, channels=4, ais_chains=128, ais_steps=100, ais_step_size=0.01,
-                         nll_samples=128)
+    model = registry.get(
+        "model", "ebm", data=spec, channels=4, ais_chains=128, ais_steps=100, ais_step_size=0.01, nll_samples=128
+    )
     with torch.no_grad():
         for p in model.parameters():  # a non-flat energy
             p.mul_(8.0)
@@ -98,7 +124,11 @@ def test_cd_loss_formula() -> None:
 
 def test_nce_noise_is_the_fitted_gaussian() -> None:
     torch.manual_seed(0)
-    x = torch.randn(5000, 3, dtype=torch.float64) @ torch.tensor([[1.0, 0.5, 0], [0, 1.0, 0.3], [0, 0, 0.5]], dtype=torch.float64) + 2
+    x = (
+        torch.randn(5000, 3, dtype=torch.float64)
+        @ torch.tensor([[1.0, 0.5, 0], [0, 1.0, 0.3], [0, 0, 0.5]], dtype=torch.float64)
+        + 2
+    )
     noise = GaussianNoise(3, jitter=0.0).double()
     noise.fit(x)
     ref = torch.distributions.MultivariateNormal(x.mean(0), torch.cov(x.T))

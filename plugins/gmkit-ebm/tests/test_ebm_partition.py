@@ -57,8 +57,16 @@ def test_ais_recovers_log_z_of_a_mixture_within_its_standard_error() -> None:
     dim = 4
     mix = mixture(dim)
     low, high = torch.full((dim,), -7.0, dtype=torch.float64), torch.full((dim,), 7.0, dtype=torch.float64)
-    result = ais_log_partition(lambda x: -mix.log_prob(x) + LOG_C, low, high, (dim,), chains=200, steps=300,
-                               step_size=0.05, generator=torch.Generator().manual_seed(0))
+    result = ais_log_partition(
+        lambda x: -mix.log_prob(x) + LOG_C,
+        low,
+        high,
+        (dim,),
+        chains=200,
+        steps=300,
+        step_size=0.05,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert 0 < result.stderr < 0.2
     assert abs(result.log_z - (-LOG_C)) < 4 * result.stderr, (result.log_z, result.stderr)
     assert 0.2 < result.acceptance <= 1
@@ -66,6 +74,13 @@ def test_ais_recovers_log_z_of_a_mixture_within_its_standard_error() -> None:
 
 def test_ais_on_a_constant_energy_is_exact() -> None:
     low, high = torch.zeros(3, dtype=torch.float64), torch.full((3,), 2.0, dtype=torch.float64)
-    result = ais_log_partition(lambda x: torch.full((x.shape[0],), 0.5, dtype=x.dtype) + 0 * x.sum(1), low, high, (3,),
-                               chains=8, steps=10, generator=torch.Generator().manual_seed(0))
+    result = ais_log_partition(
+        lambda x: torch.full((x.shape[0],), 0.5, dtype=x.dtype) + 0 * x.sum(1),
+        low,
+        high,
+        (3,),
+        chains=8,
+        steps=10,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert math.isclose(result.log_z, 3 * math.log(2) - 0.5, abs_tol=1e-9) and result.stderr == 0

@@ -10,9 +10,13 @@ from gmkit_core.registry import registry
 
 VECTOR = DataSpec("toy", "vector", (2,))
 IMAGE = DataSpec("img", "image", (1, 4, 4), levels=5)
-CASES = [("maf", VECTOR, {}), ("nsf", VECTOR, {}), ("realnvp", VECTOR, {}),
-         ("glow", IMAGE, {"levels": 1, "steps": 2, "hidden": 8}),
-         ("realnvp", IMAGE, {"scales": 1, "steps": 1, "hidden": 8, "dequantization": "variational"})]
+CASES = [
+    ("maf", VECTOR, {}),
+    ("nsf", VECTOR, {}),
+    ("realnvp", VECTOR, {}),
+    ("glow", IMAGE, {"levels": 1, "steps": 2, "hidden": 8}),
+    ("realnvp", IMAGE, {"scales": 1, "steps": 1, "hidden": 8, "dequantization": "variational"}),
+]
 
 
 @pytest.mark.parametrize(("name", "spec", "options"), CASES)

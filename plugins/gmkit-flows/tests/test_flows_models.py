@@ -112,12 +112,15 @@ def test_variational_dequantizer_log_q_matches_logit_normal_density() -> None:
     torch.testing.assert_close(log_q, density.flatten(1).sum(1), atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name,options", [
-    ("realnvp", {"scales": 2, "steps": 1, "hidden": 8, "depth": 1}),
-    ("glow", {"levels": 2, "steps": 1, "hidden": 8, "blocks": 1}),
-    ("maf", {"layers": 1, "hidden": 16}),
-    ("nsf", {"layers": 1, "hidden": 16, "dequantization": "variational", "dequantizer_hidden": 4}),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("realnvp", {"scales": 2, "steps": 1, "hidden": 8, "depth": 1}),
+        ("glow", {"levels": 2, "steps": 1, "hidden": 8, "blocks": 1}),
+        ("maf", {"layers": 1, "hidden": 16}),
+        ("nsf", {"layers": 1, "hidden": 16, "dequantization": "variational", "dequantizer_hidden": 4}),
+    ],
+)
 def test_image_models_train_sample_and_bound(name: str, options: dict) -> None:
     from gmkit_core.data import load
 

@@ -28,10 +28,10 @@ def test_translate_and_cutout_keep_shape_and_zero_what_they_move() -> None:
     moved = translate(x)
     assert moved.shape == x.shape
     zeros = (moved == 0).flatten(1).sum(1)
-    assert int(zeros.max()) <= 8 * 8 - 7 * 7 and int(zeros.max()) > 0   # shifts of at most one pixel on 8x8
+    assert int(zeros.max()) <= 8 * 8 - 7 * 7 and int(zeros.max()) > 0  # shifts of at most one pixel on 8x8
     cut = cutout(x)
     holes = (cut == 0).flatten(1).sum(1)
-    assert int(holes.max()) == 16 and int(holes.min()) >= 4           # a 4x4 square, clipped at the border
+    assert int(holes.max()) == 16 and int(holes.min()) >= 4  # a 4x4 square, clipped at the border
 
 
 def test_color_changes_brightness_and_contrast_per_example() -> None:

@@ -8,8 +8,14 @@ SMALL = {"channels": 8, "features": 16, "latent_dim": 4, "hidden": (16,)}
 
 
 @pytest.mark.parametrize("name", ["gan", "cgan"])
-@pytest.mark.parametrize("options", [{}, {"loss": "wgan_gp", "spectral_norm": True, "augment": "color,translation,cutout"},
-                                     {"network": "mlp", "loss": "hinge", "r1_gamma": 0.0}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"loss": "wgan_gp", "spectral_norm": True, "augment": "color,translation,cutout"},
+        {"network": "mlp", "loss": "hinge", "r1_gamma": 0.0},
+    ],
+)
 def test_conformance(name: str, options: dict, gmkit_check) -> None:  # type: ignore[no-untyped-def]
     report = gmkit_check(name, data="digits", **SMALL, **options)
     assert "nll" not in report.passed and "save_load" in report.passed

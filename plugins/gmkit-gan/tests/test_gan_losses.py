@@ -20,12 +20,15 @@ def _sp(u: float) -> float:
     return math.log1p(math.exp(u))
 
 
-@pytest.mark.parametrize(("kind", "d_expected", "g_expected"), [
-    ("non_saturating", (_sp(-2) + _sp(1)) / 2 + (_sp(0.5) + _sp(-3)) / 2, (_sp(-0.5) + _sp(3)) / 2),
-    ("hinge", (0 + 2) / 2 + (1.5 + 0) / 2, 1.25),
-    ("least_squares", 0.5 * (1 + 4) / 2 + 0.5 * (0.25 + 9) / 2, 0.5 * (0.25 + 16) / 2),
-    ("wgan_gp", -1.25 - 0.5, 1.25),
-])
+@pytest.mark.parametrize(
+    ("kind", "d_expected", "g_expected"),
+    [
+        ("non_saturating", (_sp(-2) + _sp(1)) / 2 + (_sp(0.5) + _sp(-3)) / 2, (_sp(-0.5) + _sp(3)) / 2),
+        ("hinge", (0 + 2) / 2 + (1.5 + 0) / 2, 1.25),
+        ("least_squares", 0.5 * (1 + 4) / 2 + 0.5 * (0.25 + 9) / 2, 0.5 * (0.25 + 16) / 2),
+        ("wgan_gp", -1.25 - 0.5, 1.25),
+    ],
+)
 def test_losses_match_hand_computed_values(kind: str, d_expected: float, g_expected: float) -> None:
     assert float(discriminator_loss(kind, REAL, FAKE)) == pytest.approx(d_expected, rel=1e-12)
     assert float(generator_loss(kind, FAKE)) == pytest.approx(g_expected, rel=1e-12)
@@ -40,10 +43,13 @@ def test_unknown_loss_is_an_error() -> None:
 @given(st.lists(st.floats(-20, 20), min_size=1, max_size=8), st.lists(st.floats(-20, 20), min_size=1, max_size=8))
 def test_non_saturating_is_binary_cross_entropy(real: list[float], fake: list[float]) -> None:
     r, f = torch.tensor(real, dtype=torch.float64), torch.tensor(fake, dtype=torch.float64)
-    bce = (F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
-           + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f)))
+    bce = F.binary_cross_entropy_with_logits(r, torch.ones_like(r)) + F.binary_cross_entropy_with_logits(
+        f, torch.zeros_like(f)
+    )
     assert torch.allclose(discriminator_loss("non_saturating", r, f), bce)
-    assert torch.allclose(generator_loss("non_saturating", f), F.binary_cross_entropy_with_logits(f, torch.ones_like(f)))
+    assert torch.allclose(
+        generator_loss("non_saturating", f), F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
+    )
     assert float(discriminator_loss("hinge", r, f)) >= 0
 
 
@@ -106,7 +112,7 @@ def test_spectral_norm_makes_the_largest_singular_value_one(trunk: str) -> None:
     layers = [m for m in net.modules() if hasattr(m, "parametrizations")]
     assert len(layers) == (2 if trunk == "mlp" else 3)
     for layer in layers:
-        w = layer.weight.detach()                               # W / sigma_hat, as the forward uses it
+        w = layer.weight.detach()  # W / sigma_hat, as the forward uses it
         top = torch.linalg.svdvals(w.reshape(w.shape[0], -1))[0]
         assert float(top) == pytest.approx(1.0, abs=1e-3)
         raw = layer.parametrizations.weight.original.detach()

@@ -63,7 +63,7 @@ def test_each_update_steps_only_its_own_network(name: str) -> None:
     step = RecordingStep(model, batches[1:])
     out = model.train_step(batches[0], step)
     assert [n for n, _ in step.changed] == ["discriminator"] * 3 + ["generator"]
-    assert step.drawn == 2                                            # n_critic - 1 extra batches
+    assert step.drawn == 2  # n_critic - 1 extra batches
     for group, changed in step.changed:
         own = g_names if group == "generator" else d_names
         assert changed and changed <= own, (group, changed - own)
@@ -80,8 +80,9 @@ def test_owned_step_under_the_core_trainer(options: dict) -> None:
     torch.manual_seed(0)
     train = load("moons", "train")
     small = Dataset(train.x[:256], None, train.spec, "train")
-    model = registry.get("model", "gan", data=train.spec, hidden=(16, 16), latent_dim=2, **({} if options.get(
-        "augment") else options))
+    model = registry.get(
+        "model", "gan", data=train.spec, hidden=(16, 16), latent_dim=2, **({} if options.get("augment") else options)
+    )
     config = TrainConfig(steps=5, batch_size=64, lr=1e-3, threads=1, quiet=True, eval_every=0, checkpoint_every=0)
     trainer = DefaultTrainer()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -98,7 +99,7 @@ def test_samples_are_the_level_whose_bin_holds_the_output(y: float, levels: int)
     k = int(model.from_model_space(torch.tensor([y])))
     centres = torch.linspace(-1, 1, levels, dtype=torch.float64)
     assert 0 <= k < levels
-    assert abs(centres[k] - y) <= (centres - y).abs().min() + 1e-6   # the nearest bin centre (float32 ties)
+    assert abs(centres[k] - y) <= (centres - y).abs().min() + 1e-6  # the nearest bin centre (float32 ties)
 
 
 def test_real_images_are_bin_centres_plus_noise_within_the_bin() -> None:
@@ -110,7 +111,7 @@ def test_real_images_are_bin_centres_plus_noise_within_the_bin() -> None:
     model.train()
     y = model.to_model_space(x).double()
     assert float((y - centres).abs().max()) <= 1 / 16 + 1e-6 and float((y - centres).abs().max()) > 0.5 / 16
-    assert torch.equal(model.from_model_space(y), x)                   # the noise never leaves the bin
+    assert torch.equal(model.from_model_space(y), x)  # the noise never leaves the bin
     no_noise = GAN(GAN.Config(dequantize=False, **SMALL_CONV), DIGITS).train()
     assert torch.allclose(no_noise.to_model_space(x).double(), centres, atol=1e-6)
 
@@ -129,7 +130,7 @@ def test_dominance_warning_once_after_patience() -> None:
     one, low = torch.tensor(1.0), torch.tensor(0.9)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for i in range(150):                                             # broken streak: no warning
+        for i in range(150):  # broken streak: no warning
             model._track_health(one, one if i % 60 else low, i)
         assert not caught
         for i in range(150, 400):
@@ -137,7 +138,7 @@ def test_dominance_warning_once_after_patience() -> None:
     assert len(caught) == 1 and issubclass(caught[0].category, DiscriminatorDominanceWarning)
     text = str(caught[0].message)
     assert "spectral_norm=true" in text and "r1_gamma" in text and "d_lr" in text
-    assert int(model.dominated_steps) == 29 + 250                          # a buffer: saved and resumed
+    assert int(model.dominated_steps) == 29 + 250  # a buffer: saved and resumed
     assert "dominated_steps" in model.state_dict()
 
 
@@ -182,8 +183,8 @@ def test_validation_score_is_a_fixed_seed_frechet_distance() -> None:
     model = GAN(GAN.Config(hidden=(8,), eval_samples=300), val.spec).eval()
     state = torch.get_rng_state()
     a = model.validation_score(val, batch_size=128)
-    assert torch.equal(torch.get_rng_state(), state)                   # draws from its own generator only
-    assert a == model.validation_score(val, batch_size=100)            # chunking does not change the draws
+    assert torch.equal(torch.get_rng_state(), state)  # draws from its own generator only
+    assert a == model.validation_score(val, batch_size=100)  # chunking does not change the draws
     x = model.sample(300, generator=torch.Generator().manual_seed(0))
     assert a == pytest.approx(frechet_distance(val.x.double(), x.double()), rel=1e-9)
     assert frechet_distance(val.x.double(), load("moons", "test").x.double()) < a
@@ -193,8 +194,23 @@ def test_dominance_warning_in_a_real_run(tmp_path) -> None:
     """A frozen generator (g_lr ~ 0) against a fast discriminator: the warning is raised during training."""
     from gmkit_core.training import train
 
-    options = {"hidden": (32, 32), "latent_dim": 2, "g_lr": 1e-12, "d_lr": 1e-2, "r1_gamma": 0.0,
-               "health_patience": 20, "eval_samples": 20}
+    options = {
+        "hidden": (32, 32),
+        "latent_dim": 2,
+        "g_lr": 1e-12,
+        "d_lr": 1e-2,
+        "r1_gamma": 0.0,
+        "health_patience": 20,
+        "eval_samples": 20,
+    }
     with pytest.warns(DiscriminatorDominanceWarning, match="lower d_lr"):
-        train("gan", "moons:512", tmp_path / "r.h5", steps=101, overrides=options, quiet=True, pictures=False,
-              train_overrides={"batch_size": 64, "threads": 1, "eval_every": 0})
+        train(
+            "gan",
+            "moons:512",
+            tmp_path / "r.h5",
+            steps=101,
+            overrides=options,
+            quiet=True,
+            pictures=False,
+            train_overrides={"batch_size": 64, "threads": 1, "eval_every": 0},
+        )

@@ -40,8 +40,16 @@ def test_doctest_and_command_line(tmp_path, capsys) -> None:
     from gmkit_core.training import train
 
     assert doctest.testmod(modes).failed == 0
-    train("gan", "8gaussians:256", tmp_path / "r.h5", steps=2, overrides={"hidden": (8,), "eval_samples": 20},
-          train_overrides={"batch_size": 64, "threads": 1}, quiet=True, pictures=False)
+    train(
+        "gan",
+        "8gaussians:256",
+        tmp_path / "r.h5",
+        steps=2,
+        overrides={"hidden": (8,), "eval_samples": 20},
+        train_overrides={"batch_size": 64, "threads": 1},
+        quiet=True,
+        pictures=False,
+    )
     modes.main([str(tmp_path / "r.h5"), "-n", "50"])
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 50 and len(out["counts"]) == 8 and 0 <= out["high_quality"] <= 1

@@ -28,10 +28,21 @@ def _assert_tree_equal(a: Any, b: Any, where: str) -> None:
         assert a == b, where
 
 
-@pytest.mark.parametrize(("model", "data", "options"), [
-    ("gan", "moons:512", {"hidden": (16, 16), "latent_dim": 2, "n_critic": 2, "spectral_norm": True, "eval_samples": 100}),
-    ("gan", "moons:512", {"hidden": (16,), "latent_dim": 2, "loss": "wgan_gp", "r1_gamma": 0.0, "eval_samples": 100}),
-])
+@pytest.mark.parametrize(
+    ("model", "data", "options"),
+    [
+        (
+            "gan",
+            "moons:512",
+            {"hidden": (16, 16), "latent_dim": 2, "n_critic": 2, "spectral_norm": True, "eval_samples": 100},
+        ),
+        (
+            "gan",
+            "moons:512",
+            {"hidden": (16,), "latent_dim": 2, "loss": "wgan_gp", "r1_gamma": 0.0, "eval_samples": 100},
+        ),
+    ],
+)
 def test_resumed_run_is_bitwise_equal_to_uninterrupted(tmp_path, model: str, data: str, options: dict) -> None:
     common = {"train_overrides": FAST, "overrides": options, "quiet": True, "pictures": False}
     train(model, data, tmp_path / "full.h5", steps=20, **common)
@@ -52,10 +63,20 @@ def test_conditional_conv_run_resumes_exactly_and_samples_a_label(tmp_path) -> N
     """cgan on digits: conditional batch norm, projection, spectral norm, DiffAugment; then ``--label``."""
     import gmkit_core as gm
 
-    options = {"channels": 4, "features": 8, "latent_dim": 4, "spectral_norm": True, "eval_samples": 40,
-               "augment": "color,translation,cutout"}
-    common = {"train_overrides": {**FAST, "batch_size": 32, "eval_every": 3}, "overrides": options, "quiet": True,
-              "pictures": False}
+    options = {
+        "channels": 4,
+        "features": 8,
+        "latent_dim": 4,
+        "spectral_norm": True,
+        "eval_samples": 40,
+        "augment": "color,translation,cutout",
+    }
+    common = {
+        "train_overrides": {**FAST, "batch_size": 32, "eval_every": 3},
+        "overrides": options,
+        "quiet": True,
+        "pictures": False,
+    }
     train("cgan", "digits", tmp_path / "full.h5", steps=6, **common)
     train("cgan", "digits", tmp_path / "half.h5", steps=3, **common)
     train("cgan", "digits", tmp_path / "half.h5", steps=6, resume=tmp_path / "half.h5", quiet=True, pictures=False)

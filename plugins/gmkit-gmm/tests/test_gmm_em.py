@@ -30,8 +30,7 @@ def true_mixture(covariance: str) -> GaussianMixture:
 
 
 @settings(max_examples=6, deadline=None)
-@given(covariance=st.sampled_from(COVARIANCES), k=st.integers(1, 4), dim=st.integers(1, 3),
-       seed=st.integers(0, 2**16))
+@given(covariance=st.sampled_from(COVARIANCES), k=st.integers(1, 4), dim=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_em_never_lowers_the_training_likelihood(covariance: str, k: int, dim: int, seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(120, dim, generator=g, dtype=F64) * (torch.rand(dim, generator=g, dtype=F64) + 0.5)
@@ -77,8 +76,9 @@ def test_em_recovers_a_known_mixture(covariance: str) -> None:
     assert result.converged
     with torch.no_grad():
         # match components up to permutation by the closest means
-        perm = min(itertools.permutations(range(3)),
-                   key=lambda p: float((fitted.loc[list(p)] - truth.loc).square().sum()))
+        perm = min(
+            itertools.permutations(range(3)), key=lambda p: float((fitted.loc[list(p)] - truth.loc).square().sum())
+        )
         idx = list(perm)
         torch.testing.assert_close(fitted.loc[idx], truth.loc, atol=0.1, rtol=0)
         torch.testing.assert_close(torch.exp(fitted.log_weights[idx]), torch.exp(truth.log_weights), atol=0.03, rtol=0)

@@ -40,8 +40,7 @@ def test_em_history_on_vectors_is_the_training_log_likelihood_per_iteration() ->
 def test_em_history_on_images_adds_the_dequantisation_and_logit_terms() -> None:
     train = load_data("digits", "train")
     data = Dataset(train.x[:300], None, train.spec, "train")
-    model = registry.get("model", "gmm", data=data.spec, components=2, covariance="diag", dequant_copies=1,
-                         max_iter=5)
+    model = registry.get("model", "gmm", data=data.spec, components=2, covariance="diag", dequant_copies=1, max_iter=5)
     model.prepare(data)
     ll = model.fit_history()["em"]["log_likelihood"]
     # redraw the fitted noise (stream 0 of the seed, first use) and score the discrete data through the fitted mixture

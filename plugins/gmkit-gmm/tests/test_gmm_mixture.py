@@ -43,8 +43,9 @@ def direct_density(m: GaussianMixture, x: torch.Tensor) -> torch.Tensor:
     return total
 
 
-cases = given(dim=st.integers(1, 4), k=st.integers(1, 4), covariance=st.sampled_from(COVARIANCES),
-              seed=st.integers(0, 2**16))
+cases = given(
+    dim=st.integers(1, 4), k=st.integers(1, 4), covariance=st.sampled_from(COVARIANCES), seed=st.integers(0, 2**16)
+)
 
 
 @settings(max_examples=15, deadline=None)
@@ -65,8 +66,9 @@ def test_log_prob_matches_scipy(dim: int, k: int, covariance: str, seed: int) ->
     x = torch.randn(15, dim, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64) * 3
     with torch.no_grad():
         pi, loc, cov = torch.softmax(m.logits, -1).numpy(), m.loc.numpy(), m.covariance_matrix.numpy()
-        per = [math.log(pi[j]) + stats.multivariate_normal(loc[j], cov[j]).logpdf(x.numpy()).reshape(-1)
-               for j in range(k)]
+        per = [
+            math.log(pi[j]) + stats.multivariate_normal(loc[j], cov[j]).logpdf(x.numpy()).reshape(-1) for j in range(k)
+        ]
         expected = torch.from_numpy(special.logsumexp(per, axis=0))
         torch.testing.assert_close(m.log_prob(x), expected, rtol=1e-9, atol=1e-9)
 

@@ -60,7 +60,7 @@ def test_nll_bounds_the_exact_discrete_likelihood(alpha: float) -> None:
     with torch.no_grad():
         bound = model.nll(batch).reshape(reps, -1).mean(0)  # E_u[-log p(y)] + D log L, per image
         tight = tiny_model(alpha, eval_samples=4000).nll(Batch(x))  # importance-weighted: -> exact
-    assert bool((bound >= exact - 0.02).all()), (bound - exact)
+    assert bool((bound >= exact - 0.02).all()), bound - exact
     assert float((bound - exact).mean()) > 0.01  # Jensen's gap is real at this resolution
     torch.testing.assert_close(tight, exact, atol=0.03, rtol=0)
 
@@ -138,11 +138,14 @@ def test_unconditional_and_config_errors() -> None:
         registry.get("model", "gmm", data=spec, fit="adam")
 
 
-@pytest.mark.parametrize(("data", "options"), [
-    ("digits", {"components": 2, "dequant_copies": 1, "max_iter": 10}),
-    ("8gaussians", {"components": 3, "covariance": "diag"}),
-    ("digits", {"components": 2, "fit": "gradient", "covariance": "spherical"}),
-])
+@pytest.mark.parametrize(
+    ("data", "options"),
+    [
+        ("digits", {"components": 2, "dequant_copies": 1, "max_iter": 10}),
+        ("8gaussians", {"components": 3, "covariance": "diag"}),
+        ("digits", {"components": 2, "fit": "gradient", "covariance": "spherical"}),
+    ],
+)
 def test_conformance(data: str, options: dict[str, object]) -> None:
     testing = pytest.importorskip("gmkit_core.testing")
     testing.check_model("gmm", data=data, **options)

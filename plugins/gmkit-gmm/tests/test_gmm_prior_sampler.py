@@ -41,8 +41,9 @@ def test_prior_builds_identically_and_spreads_its_means() -> None:
 def test_prior_learns_by_gradient() -> None:
     """Maximum likelihood by Adam on samples of a known mixture approaches that mixture's likelihood."""
     truth = GaussianMixture(2, 2, "diag")
-    truth.set_parameters(torch.tensor([0.3, 0.7]), torch.tensor([[-3.0, 0.0], [3.0, 1.0]]),
-                         torch.tensor([[0.5, 0.2], [0.3, 0.6]]))
+    truth.set_parameters(
+        torch.tensor([0.3, 0.7]), torch.tensor([[-3.0, 0.0], [3.0, 1.0]]), torch.tensor([[0.5, 0.2], [0.3, 0.6]])
+    )
     z = truth.sample(1000, torch.Generator().manual_seed(0))
     prior = registry.get("prior", "gmm", shape=2, components=2)
     optimizer = torch.optim.Adam(prior.parameters(), lr=0.1)
@@ -82,8 +83,9 @@ class StandIn(nn.Module):
         self.seen.append(condition)
         return x @ self.a.T + self.b
 
-    def decode(self, z: torch.Tensor, condition: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def decode(
+        self, z: torch.Tensor, condition: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return torch.linalg.solve(self.a, (z - self.b).T).T
 
 
@@ -110,8 +112,14 @@ def test_sampler_matches_the_data_through_the_codes() -> None:
     torch.testing.assert_close(torch.cov(samples.T), torch.cov(data.x.T), atol=0.12, rtol=0)
     # and the mixture fitted to the codes is EM's fit of the encoded data
     direct = GaussianMixture(2, 2, "full").double()
-    fit_em(direct, model.encode(data.x).detach(), max_iter=200, tol=1e-4, reg_covar=1e-4,
-           generator=torch.Generator().manual_seed(0))
+    fit_em(
+        direct,
+        model.encode(data.x).detach(),
+        max_iter=200,
+        tol=1e-4,
+        reg_covar=1e-4,
+        generator=torch.Generator().manual_seed(0),
+    )
     torch.testing.assert_close(sampler.mixture.loc, direct.loc)
     assert sampler.result is not None and sampler.result.converged
 

@@ -10,11 +10,24 @@ from gmkit_pixelcnn.network import PixelCNNNet
 from gmkit_core.heads import make_head
 
 
-def _build(arch: str = "gated", channels: int = 1, levels: int = 5, output: str = "categorical",
-          condition: tuple[str, int] | None = None, size: tuple[int, int] | None = None,
-          **options):  # noqa: ANN003, ANN201
+def _build(
+    arch: str = "gated",
+    channels: int = 1,
+    levels: int = 5,
+    output: str = "categorical",
+    condition: tuple[str, int] | None = None,
+    size: tuple[int, int] | None = None,
+    **options,
+):  # noqa: ANN003, ANN201
     """A float64 network and its output head, with small defaults; ``size`` adds a random position bias."""
-    options = {"position_bias": size is not None, "hidden": 8 * channels, "layers": 3, "embed_dim": 3, "first_kernel_size": 3, **options}
+    options = {
+        "position_bias": size is not None,
+        "hidden": 8 * channels,
+        "layers": 3,
+        "embed_dim": 3,
+        "first_kernel_size": 3,
+        **options,
+    }
     config = PixelCNNConfig(arch=arch, output=output, **options)
     out = make_head(output, levels, config.mixtures)
     kind, condition_size = condition if condition else (None, 0)

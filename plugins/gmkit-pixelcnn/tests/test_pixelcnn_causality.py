@@ -26,17 +26,34 @@ def dependence(net, channels, height, width, i, j, c, condition=None) -> torch.T
 
 
 @settings(max_examples=40, deadline=None)
-@given(arch=st.sampled_from(["gated", "plain"]), channels=st.integers(1, 3), height=st.integers(1, 6),
-       width=st.integers(1, 6), kernel=st.sampled_from([3, 5]), first=st.sampled_from([3, 5, 7]),
-       layers=st.integers(1, 4), output=st.sampled_from(["categorical", "logistic_mixture"]),
-       position_bias=st.booleans(), data=st.data())
-def test_output_ignores_current_and_later_subpixels(arch, channels, height, width, kernel, first, layers,
-                                                    output, position_bias, data, build):  # noqa: ANN001
+@given(
+    arch=st.sampled_from(["gated", "plain"]),
+    channels=st.integers(1, 3),
+    height=st.integers(1, 6),
+    width=st.integers(1, 6),
+    kernel=st.sampled_from([3, 5]),
+    first=st.sampled_from([3, 5, 7]),
+    layers=st.integers(1, 4),
+    output=st.sampled_from(["categorical", "logistic_mixture"]),
+    position_bias=st.booleans(),
+    data=st.data(),
+)
+def test_output_ignores_current_and_later_subpixels(
+    arch, channels, height, width, kernel, first, layers, output, position_bias, data, build
+):  # noqa: ANN001
     i = data.draw(st.integers(0, height - 1))
     j = data.draw(st.integers(0, width - 1))
     c = data.draw(st.integers(0, channels - 1))
-    net, _ = build(arch, channels, levels=4, output=output, kernel_size=kernel, first_kernel_size=first,
-                   layers=layers, size=(height, width) if position_bias else None)
+    net, _ = build(
+        arch,
+        channels,
+        levels=4,
+        output=output,
+        kernel_size=kernel,
+        first_kernel_size=first,
+        layers=layers,
+        size=(height, width) if position_bias else None,
+    )
     grad = dependence(net, channels, height, width, i, j, c)
     here = (i * width + j) * channels + c
     assert (grad[order(channels, height, width) >= here] == 0).all()
@@ -50,8 +67,11 @@ def test_output_ignores_current_and_later_subpixels(arch, channels, height, widt
 @pytest.mark.parametrize("kind,size", [("label", 3), ("vector", 2), ("spatial", 2)])
 def test_condition_keeps_causality(kind, size, build):  # noqa: ANN001
     net, _ = build("gated", channels=2, condition=(kind, size))
-    condition = {"label": torch.arange(8) % 3, "vector": torch.randn(8, 2, dtype=torch.float64),
-                 "spatial": torch.randn(8, 2, 4, 4, dtype=torch.float64)}[kind]
+    condition = {
+        "label": torch.arange(8) % 3,
+        "vector": torch.randn(8, 2, dtype=torch.float64),
+        "spatial": torch.randn(8, 2, 4, 4, dtype=torch.float64),
+    }[kind]
     grad = dependence(net, 2, 4, 4, 2, 1, 1, condition)
     assert (grad[order(2, 4, 4) >= (2 * 4 + 1) * 2 + 1] == 0).all()
 
@@ -74,7 +94,7 @@ def test_plain_stack_has_a_blind_spot(build):  # noqa: ANN001
     grad_plain = dependence(plain, 1, 5, 6, i, j, 0)
     grad_gated = dependence(gated, 1, 5, 6, i, j, 0)
     assert grad_plain[0, i - 1, j + 2] == 0 and grad_plain[0, i - 2, j + 3] == 0
-    assert grad_plain[0, i - 1, j + 1] > 0                      # the diagonal itself is seen
+    assert grad_plain[0, i - 1, j + 1] > 0  # the diagonal itself is seen
     assert grad_gated[0, i - 1, j + 2] > 0 and grad_gated[0, i - 2, j + 3] > 0
     earlier = order(1, 5, 6) < i * 6 + j
     assert (grad_gated[earlier] > 0).all()

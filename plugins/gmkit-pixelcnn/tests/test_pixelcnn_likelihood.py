@@ -23,8 +23,7 @@ def test_levels_probabilities_sum_to_one(levels, mixtures, scale):  # noqa: ANN0
         params = scale * torch.randn(3, 2, out.params, generator=gen, dtype=torch.float64)
         log_probs = out.log_probs(params)
         assert log_probs.shape == (3, 2, levels)
-        torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 2, dtype=torch.float64),
-                                   rtol=0, atol=1e-9)
+        torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(3, 2, dtype=torch.float64), rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("output", ["categorical", "logistic_mixture"])
@@ -32,14 +31,14 @@ def test_log_probs_agree_with_log_prob(output, build):  # noqa: ANN001
     net, out = build("gated", channels=2, levels=6, output=output)
     x = torch.randint(6, (4, 2, 3, 3))
     params = net(x)
-    table = out.log_probs(params)                                          # (B, C, H, W, L)
+    table = out.log_probs(params)  # (B, C, H, W, L)
     picked = table.gather(-1, x.unsqueeze(-1)).squeeze(-1).sum((1, 2, 3))
     torch.testing.assert_close(picked, out(params).log_prob(x), rtol=0, atol=1e-10)
 
 
 def _all_images(channels: int, height: int, width: int, levels: int) -> torch.Tensor:
     grid = itertools.product(range(levels), repeat=channels * height * width)
-    flat = torch.tensor(list(grid))                                        # model order: (i, j, c)
+    flat = torch.tensor(list(grid))  # model order: (i, j, c)
     return flat.view(-1, height, width, channels).permute(0, 3, 1, 2).contiguous()
 
 
@@ -52,14 +51,14 @@ def test_nll_equals_brute_force_chain_rule(arch, output, shape, position_bias, b
     levels = 3
     channels, height, width = shape
     net, out = build(arch, channels, levels=levels, output=output, size=(height, width) if position_bias else None)
-    images = _all_images(channels, height, width, levels)                # (L^D, C, H, W)
+    images = _all_images(channels, height, width, levels)  # (L^D, C, H, W)
     with torch.no_grad():
         params = net(images)
-        log_joint = out(params).log_prob(images)                          # (L^D,)
-        table = out.log_probs(params)                                     # (L^D, C, H, W, L)
+        log_joint = out(params).log_prob(images)  # (L^D,)
+        table = out.log_probs(params)  # (L^D, C, H, W, L)
     assert abs(torch.logsumexp(log_joint, 0).item()) < 1e-10
     dims = channels * height * width
-    flat = images.permute(0, 2, 3, 1).reshape(len(images), dims)        # model order
+    flat = images.permute(0, 2, 3, 1).reshape(len(images), dims)  # model order
     by_prefix = log_joint.view(*([levels] * dims))
     chain = torch.zeros_like(log_joint)
     for k in range(dims):

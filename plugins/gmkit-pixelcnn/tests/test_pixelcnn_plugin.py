@@ -30,11 +30,14 @@ def test_hook_and_command_modules_do_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("name,options", [
-    ("pixelcnn", {"hidden": 8, "layers": 2}),
-    ("pixelcnn", {"hidden": 8, "layers": 2, "arch": "plain", "output": "logistic_mixture"}),
-    ("cpixelcnn", {"hidden": 8, "layers": 2}),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("pixelcnn", {"hidden": 8, "layers": 2}),
+        ("pixelcnn", {"hidden": 8, "layers": 2, "arch": "plain", "output": "logistic_mixture"}),
+        ("cpixelcnn", {"hidden": 8, "layers": 2}),
+    ],
+)
 def test_conformance(name, options, gmkit_check):  # noqa: ANN001
     gmkit_check(name, data="digits", **options)
 
@@ -68,8 +71,9 @@ def test_codes_data_for_a_vqvae():
 def test_bench_command():
     from gmkit_pixelcnn.bench import bench_sampler_command
 
-    result = CliRunner().invoke(bench_sampler_command, ["--sizes", "3,4", "-n", "2", "--hidden", "8",
-                                                        "--layers", "2", "--json"])
+    result = CliRunner().invoke(
+        bench_sampler_command, ["--sizes", "3,4", "-n", "2", "--hidden", "8", "--layers", "2", "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert [r["size"] for r in report["results"]] == [3, 4]
@@ -96,10 +100,32 @@ def test_cpixelcnn_eval_reports_the_exact_marginal_and_the_conditional_figure(tm
 
     gmkit = [sys.executable, "-m", "gmkit_core.cli"]
     run = tmp_path / "c.h5"
-    train = subprocess.run([*gmkit, "train", "cpixelcnn", "--data", "digits", "--steps", "6", "--out", str(run), "--quiet",
-                            "--set", "hidden=8", "--set", "layers=2", "--set", "train.threads=1",
-                            "--set", "train.eval_every=3", "--set", "train.batch_size=16"],
-                           capture_output=True, text=True)
+    train = subprocess.run(
+        [
+            *gmkit,
+            "train",
+            "cpixelcnn",
+            "--data",
+            "digits",
+            "--steps",
+            "6",
+            "--out",
+            str(run),
+            "--quiet",
+            "--set",
+            "hidden=8",
+            "--set",
+            "layers=2",
+            "--set",
+            "train.threads=1",
+            "--set",
+            "train.eval_every=3",
+            "--set",
+            "train.batch_size=16",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert train.returncode == 0, train.stderr
     evaluated = subprocess.run([*gmkit, "eval", str(run), "--json", "--device", "cpu"], capture_output=True, text=True)
     assert evaluated.returncode == 0, evaluated.stderr

@@ -21,7 +21,7 @@ def test_prior_over_code_maps():
     assert torch.equal(z, prior.sample(3, generator=torch.Generator().manual_seed(0), method="naive"))
     lp = prior.log_prob(z)
     assert lp.shape == (3,) and (lp < 0).all()
-    lp.sum().backward()                                    # trainable by maximum likelihood
+    lp.sum().backward()  # trainable by maximum likelihood
     assert prior.net.embedding.weight.grad is not None
 
 
@@ -38,11 +38,14 @@ def test_prior_is_a_normalised_law(shape):  # noqa: ANN001
     assert abs(total.item()) < 1e-10
 
 
-@pytest.mark.parametrize("options,condition", [
-    ({"num_classes": 4}, torch.tensor([0, 3])),
-    ({"condition_dim": 6}, torch.randn(2, 6)),
-    ({"condition_channels": 2}, torch.randn(2, 2, 3, 3)),
-])
+@pytest.mark.parametrize(
+    "options,condition",
+    [
+        ({"num_classes": 4}, torch.tensor([0, 3])),
+        ({"condition_dim": 6}, torch.randn(2, 6)),
+        ({"condition_channels": 2}, torch.randn(2, 2, 3, 3)),
+    ],
+)
 def test_conditional_prior(options, condition):  # noqa: ANN001
     torch.manual_seed(0)
     prior = registry.get("prior", "pixelcnn", shape=(3, 3), levels=8, hidden=8, layers=2, **options)

@@ -17,20 +17,35 @@ from gmkit_core.registry import registry
 
 def _condition(kind: str | None, n: int, height: int, width: int) -> torch.Tensor | None:
     gen = torch.Generator().manual_seed(7)
-    return {None: None, "label": torch.arange(n) % 3,
-            "vector": torch.randn(n, 2, generator=gen, dtype=torch.float64),
-            "spatial": torch.randn(n, 2, height, width, generator=gen, dtype=torch.float64)}[kind]
+    return {
+        None: None,
+        "label": torch.arange(n) % 3,
+        "vector": torch.randn(n, 2, generator=gen, dtype=torch.float64),
+        "spatial": torch.randn(n, 2, height, width, generator=gen, dtype=torch.float64),
+    }[kind]
 
 
 @settings(max_examples=12, deadline=None)
-@given(arch=st.sampled_from(["gated", "plain"]), channels=st.integers(1, 3), height=st.integers(1, 5),
-       width=st.integers(1, 5), output=st.sampled_from(["categorical", "logistic_mixture"]),
-       kind=st.sampled_from([None, "label", "vector", "spatial"]), position_bias=st.booleans(),
-       seed=st.integers(0, 2**16))
+@given(
+    arch=st.sampled_from(["gated", "plain"]),
+    channels=st.integers(1, 3),
+    height=st.integers(1, 5),
+    width=st.integers(1, 5),
+    output=st.sampled_from(["categorical", "logistic_mixture"]),
+    kind=st.sampled_from([None, "label", "vector", "spatial"]),
+    position_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_fast_equals_naive(arch, channels, height, width, output, kind, position_bias, seed, build):  # noqa: ANN001
     size = {None: 0, "label": 3, "vector": 2, "spatial": 2}[kind]
-    net, out = build(arch, channels, levels=5, output=output, condition=(kind, size) if kind else None,
-                     size=(height, width) if position_bias else None)
+    net, out = build(
+        arch,
+        channels,
+        levels=5,
+        output=output,
+        condition=(kind, size) if kind else None,
+        size=(height, width) if position_bias else None,
+    )
     condition = _condition(kind, 3, height, width)
     shape = (channels, height, width)
     naive = sample_naive(net, out, 3, shape, condition, torch.Generator().manual_seed(seed))
@@ -72,10 +87,12 @@ def test_model_sample_contract_and_labels():
     model.train()
     x = model.sample(6, condition=torch.full((6,), 3), generator=torch.Generator().manual_seed(0))
     assert x.shape == (6, 2, 3, 3) and x.dtype == torch.int64 and 0 <= int(x.min()) and int(x.max()) < 4
-    assert model.training                                       # sampling restores the mode
+    assert model.training  # sampling restores the mode
     same = model.sample(6, condition=torch.tensor(3), generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, same)
-    drawn = model.sample(6, condition=None, generator=torch.Generator().manual_seed(0))    # labels drawn with the generator
+    drawn = model.sample(
+        6, condition=None, generator=torch.Generator().manual_seed(0)
+    )  # labels drawn with the generator
     assert drawn.shape == (6, 2, 3, 3)
     with pytest.raises(ConfigError, match="labels must lie"):
         model.sample(2, condition=torch.tensor([0, 5]))

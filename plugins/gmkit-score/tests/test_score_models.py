@@ -34,7 +34,9 @@ def test_sde_coefficients_match_the_papers_closed_forms() -> None:
     ve = build("score_sde", VEC, hidden=8, depth=1, sde="ve", sigma_min=0.01, sigma_max=20.0)
     f, g2 = ve.sde_coefficients(t)
     sigma = VEPath(0.01, 20.0).sigma(t)
-    assert torch.allclose(f, torch.zeros_like(t)) and torch.allclose(g2, 2 * sigma.square() * torch.log(torch.tensor(2000.0)))
+    assert torch.allclose(f, torch.zeros_like(t)) and torch.allclose(
+        g2, 2 * sigma.square() * torch.log(torch.tensor(2000.0))
+    )
     assert bool((SubVPPath().sigma(t) <= vp_path.sigma(t)).all())
 
 
@@ -64,10 +66,11 @@ def test_assignment_is_the_optimal_permutation() -> None:
 
 def test_reflow_straightens_the_flow() -> None:
     data = load("8gaussians", "train")
-    sub = {"train": Dataset(data.x[:2048], None, data.spec, "train"),
-           "validation": Dataset(data.x[2048:2304], None, data.spec, "validation")}
-    model = build("flow_matching", data.spec, hidden=64, depth=2, reflow_steps=150, reflow_pairs=1024,
-                  reflow_nfe=32)
+    sub = {
+        "train": Dataset(data.x[:2048], None, data.spec, "train"),
+        "validation": Dataset(data.x[2048:2304], None, data.spec, "validation"),
+    }
+    model = build("flow_matching", data.spec, hidden=64, depth=2, reflow_steps=150, reflow_pairs=1024, reflow_nfe=32)
     fit = nested_fit(TrainConfig(batch_size=256, lr=3e-3, quiet=True, threads=1))
     fit(model, sub, steps=300, eval_every=0, batch_size=256)
 
@@ -94,8 +97,15 @@ def test_conformance(name: str) -> None:
 
 def test_conformance_on_images_with_the_hutchinson_estimate() -> None:
     for name in ("score_sde", "flow_matching"):
-        check_model(name, data="digits", divergence="hutchinson", nfe=3, ode_steps=1, **SMALL_UNET,
-                    **({"steps": 3} if name == "score_sde" else {}))
+        check_model(
+            name,
+            data="digits",
+            divergence="hutchinson",
+            nfe=3,
+            ode_steps=1,
+            **SMALL_UNET,
+            **({"steps": 3} if name == "score_sde" else {}),
+        )
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m"])

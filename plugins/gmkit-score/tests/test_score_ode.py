@@ -47,8 +47,12 @@ def test_exact_divergence_is_the_trace_of_the_jacobian_and_hutchinson_is_unbiase
     t = torch.full((4,), 0.3)
     v = model.velocity(x, t)
     div = divergence_exact(v, x)
-    trace = torch.stack([torch.autograd.functional.jacobian(lambda z: model.velocity(z[None], t[:1])[0], x[i]).trace()
-                         for i in range(4)])
+    trace = torch.stack(
+        [
+            torch.autograd.functional.jacobian(lambda z: model.velocity(z[None], t[:1])[0], x[i]).trace()
+            for i in range(4)
+        ]
+    )
     assert torch.allclose(div, trace, atol=1e-5)
     g = torch.Generator().manual_seed(0)
     probes = [torch.randint(0, 2, x.shape, generator=g).float() * 2 - 1 for _ in range(3000)]

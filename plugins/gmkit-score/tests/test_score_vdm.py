@@ -17,10 +17,16 @@ VEC = DataSpec(name="vec", kind="vector", shape=(2,))
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), scale=st.floats(0.1, 5.0), g0=st.floats(-20, 0), gap=st.floats(0.1, 30),
-       hidden=st.integers(1, 32))
-def test_learned_schedule_is_monotone_with_its_end_points(seed: int, scale: float, g0: float, gap: float,
-                                                          hidden: int) -> None:
+@given(
+    seed=st.integers(0, 10_000),
+    scale=st.floats(0.1, 5.0),
+    g0=st.floats(-20, 0),
+    gap=st.floats(0.1, 30),
+    hidden=st.integers(1, 32),
+)
+def test_learned_schedule_is_monotone_with_its_end_points(
+    seed: int, scale: float, g0: float, gap: float, hidden: int
+) -> None:
     gamma = LearnedGamma(g0, g0 + gap, hidden)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -70,8 +76,11 @@ def test_continuous_loss_is_the_limit_of_the_discrete_bound() -> None:
 def test_bound_is_a_bound_on_all_81_tiny_images() -> None:
     # The T-step bound with 4 x T draws per image visits every step i/T exactly 4 times (no noise in t),
     # which keeps the Monte Carlo noise of the estimate (and so Jensen's upward bias of exp(-nll)) small.
-    model = train_briefly(build("vdm", T=40, nll_samples=160, schedule_hidden=8, channels=8, mults=(1,),
-                                attention=(), dropout=0.0), tiny_data(), steps=40)
+    model = train_briefly(
+        build("vdm", T=40, nll_samples=160, schedule_hidden=8, channels=8, mults=(1,), attention=(), dropout=0.0),
+        tiny_data(),
+        steps=40,
+    )
     images = all_tiny_images()
     with torch.no_grad():
         terms = model.terms(images, torch.Generator().manual_seed(0), samples=160)
@@ -84,8 +93,16 @@ def test_bound_is_a_bound_on_all_81_tiny_images() -> None:
 
 def test_evaluate_reports_the_three_terms_and_conformance() -> None:
     train = load("digits", "train")
-    model = build("vdm", train.spec, channels=8, mults=(1,), attention=(), schedule_hidden=8, nll_samples=2,
-                  class_conditional=False).eval()
+    model = build(
+        "vdm",
+        train.spec,
+        channels=8,
+        mults=(1,),
+        attention=(),
+        schedule_hidden=8,
+        nll_samples=2,
+        class_conditional=False,
+    ).eval()
     from gmkit_core.data import Dataset
 
     part = Dataset(train.x[:16], None, train.spec, "part")
@@ -93,6 +110,7 @@ def test_evaluate_reports_the_three_terms_and_conformance() -> None:
     total = out["diffusion_nats"] + out["prior_nats"] + out["reconstruction_nats"]
     assert math.isclose(total, out["nll_nats"], rel_tol=1e-5)
     assert out["likelihood"] == "bound" and not out["exact"]
-    report = check_model("vdm", data="digits", channels=8, mults=(1,), attention=(), schedule_hidden=8,
-                         nll_samples=2, nfe=3)
+    report = check_model(
+        "vdm", data="digits", channels=8, mults=(1,), attention=(), schedule_hidden=8, nll_samples=2, nfe=3
+    )
     assert "nll" in report.passed and "save_load" in report.passed

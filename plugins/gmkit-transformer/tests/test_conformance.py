@@ -7,8 +7,11 @@ from gmkit_core.testing import check_model
 SMALL = {
     "transformer": {"dim": 16, "layers": 1, "heads": 2},
     "ctransformer": {"dim": 16, "layers": 1, "heads": 2, "positions": "sinusoidal"},
-    "latent": {"stage1_options": ("latent_dim=2", "hidden=32"), "stage2_options": ("layers=1", "hidden=16"),
-               "iwae_k": 4},
+    "latent": {
+        "stage1_options": ("latent_dim=2", "hidden=32"),
+        "stage2_options": ("layers=1", "hidden=16"),
+        "iwae_k": 4,
+    },
 }
 
 
@@ -19,6 +22,10 @@ def test_conformance(name):
 
 
 def test_conformance_latent_over_vq_codes():
-    check_model("latent", data="digits", stage1_model="vqvae",
-                stage1_options=("prior=uniform", "hidden=8", "codebook_size=8"),
-                stage2_options=("dim=8", "layers=1", "heads=2"))
+    check_model(
+        "latent",
+        data="digits",
+        stage1_model="vqvae",
+        stage1_options=("prior=uniform", "hidden=8", "codebook_size=8"),
+        stage2_options=("dim=8", "layers=1", "heads=2"),
+    )

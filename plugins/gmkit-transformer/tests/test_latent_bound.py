@@ -14,14 +14,23 @@ from gmkit_core.training import TrainConfig, nested_fit
 
 TINY = DataSpec("tiny", "image", (1, 2, 2), levels=3)
 STAGE1 = ("latent_dim=1", "hidden=16", "dropout=0.0")
-STAGE2 = {"nsf": ("layers=1", "hidden=8", "bins=4"),
-          "ddpm": ("network=mlp", "hidden=16", "depth=1", "T=50", "schedule=linear")}
+STAGE2 = {
+    "nsf": ("layers=1", "hidden=8", "bins=4"),
+    "ddpm": ("network=mlp", "hidden=16", "depth=1", "T=50", "schedule=linear"),
+}
 
 
 def latent_model(stage2: str, **options) -> GenerativeModel:
     torch.manual_seed(0)
-    return registry.get("model", "latent", data=TINY, stage1_options=STAGE1, stage2=stage2,
-                        stage2_options=STAGE2.get(stage2, ()), **options)
+    return registry.get(
+        "model",
+        "latent",
+        data=TINY,
+        stage1_options=STAGE1,
+        stage2=stage2,
+        stage2_options=STAGE2.get(stage2, ()),
+        **options,
+    )
 
 
 def narrow_posterior(model: GenerativeModel, shrink: float = 0.05, log_var: float = -6.0) -> None:
@@ -89,9 +98,15 @@ def test_probabilities_under_the_bound_sum_to_at_most_one(every_image, stage2):
 
 def check_sum_below_one(xs: torch.Tensor, stage2: str) -> None:
     torch.manual_seed(0)
-    model = registry.get("model", "latent", data=TINY, stage1_options=STAGE1, stage2=stage2,
-                         stage2_options=STAGE2[stage2],
-                         stage2_train=("steps=30", "eval_every=0", "batch_size=64", "ema=0", "warmup=0"))
+    model = registry.get(
+        "model",
+        "latent",
+        data=TINY,
+        stage1_options=STAGE1,
+        stage2=stage2,
+        stage2_options=STAGE2[stage2],
+        stage2_train=("steps=30", "eval_every=0", "batch_size=64", "ema=0", "warmup=0"),
+    )
     narrow_posterior(model)
     fit_stage_two(model, xs, 30)
     assert bool(model.stage2_fitted)
@@ -166,10 +181,22 @@ def test_iwae_is_a_tighter_bound_than_the_elbo(float64_default):
 def test_code_map_bound_is_reconstruction_plus_code_nll(float64_default, every_image):
     spec = DataSpec("tiny", "image", (1, 2, 2), levels=3)
     torch.manual_seed(0)
-    model = registry.get("model", "latent", data=spec, stage1_model="vqvae",
-                         stage1_options=("prior=uniform", "hidden=8", "codebook_size=4", "code_dim=2", "downsample=2",
-                                         "decoder=categorical"),
-                         stage2="transformer", stage2_options=("dim=8", "layers=1", "heads=2"))
+    model = registry.get(
+        "model",
+        "latent",
+        data=spec,
+        stage1_model="vqvae",
+        stage1_options=(
+            "prior=uniform",
+            "hidden=8",
+            "codebook_size=4",
+            "code_dim=2",
+            "downsample=2",
+            "decoder=categorical",
+        ),
+        stage2="transformer",
+        stage2_options=("dim=8", "layers=1", "heads=2"),
+    )
     xs = every_image(spec)
     model.prepare(Dataset(xs, None, spec, "train"))  # the codebook starts from encoder outputs
     model.eval()

@@ -13,8 +13,15 @@ from gmkit_core.training import train
 @pytest.fixture(scope="module")
 def stage_one(tmp_path_factory):
     out = tmp_path_factory.mktemp("stage1") / "vae.h5"
-    train("vae", "digits", out, steps=20, overrides={"latent_dim": 2, "hidden": (32,)},
-          train_overrides={"threads": 1, "quiet": True, "eval_every": 0, "batch_size": 32}, pictures=False)
+    train(
+        "vae",
+        "digits",
+        out,
+        steps=20,
+        overrides={"latent_dim": 2, "hidden": (32,)},
+        train_overrides={"threads": 1, "quiet": True, "eval_every": 0, "batch_size": 32},
+        pictures=False,
+    )
     return out
 
 
@@ -22,10 +29,15 @@ def test_run_file_holds_both_stages_and_the_provenance(stage_one, tmp_path):
     from gmkit_transformer.stages import sha256
 
     out = tmp_path / "latent.h5"
-    result = train("latent", "digits", out, steps=3,
-                   overrides={"stage1": str(stage_one), "stage2": "gmm", "stage2_options": ("components=3",),
-                              "iwae_k": 8},
-                   train_overrides={"threads": 1, "quiet": True, "eval_every": 0}, pictures=False)
+    result = train(
+        "latent",
+        "digits",
+        out,
+        steps=3,
+        overrides={"stage1": str(stage_one), "stage2": "gmm", "stage2_options": ("components=3",), "iwae_k": 8},
+        train_overrides={"threads": 1, "quiet": True, "eval_every": 0},
+        pictures=False,
+    )
     model = result.run.model
     assert bool(model.stage2_fitted)
     frozen = load(stage_one).model.state_dict()
@@ -56,8 +68,15 @@ def test_stage_two_must_accept_the_latents():
 
 def test_a_missing_stage_one_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no such run file"):
-        train("latent", "digits", tmp_path / "x.h5", steps=1, overrides={"stage1": str(tmp_path / "none.h5")},
-              train_overrides={"threads": 1, "quiet": True}, pictures=False)
+        train(
+            "latent",
+            "digits",
+            tmp_path / "x.h5",
+            steps=1,
+            overrides={"stage1": str(tmp_path / "none.h5")},
+            train_overrides={"threads": 1, "quiet": True},
+            pictures=False,
+        )
 
 
 def test_a_stage_one_without_the_contract_is_refused():
@@ -71,8 +90,14 @@ def test_the_latent_sampler_passes_options_to_stage_two():
 
     spec = DataSpec("digits", "image", (1, 8, 8), levels=17)
     torch.manual_seed(0)
-    model = registry.get("model", "latent", data=spec, stage1_options=("latent_dim=2", "hidden=16"), stage2="ddpm",
-                         stage2_options=("network=mlp", "hidden=16", "depth=1", "T=20")).eval()
+    model = registry.get(
+        "model",
+        "latent",
+        data=spec,
+        stage1_options=("latent_dim=2", "hidden=16"),
+        stage2="ddpm",
+        stage2_options=("network=mlp", "hidden=16", "depth=1", "T=20"),
+    ).eval()
     g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
     a = LatentSampler(sampler="ddim", steps=3)(model, 3, generator=g())
     b = LatentSampler(sampler="ddim", steps=3)(model, 3, generator=g())

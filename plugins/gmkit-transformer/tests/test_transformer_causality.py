@@ -10,15 +10,22 @@ from gmkit_core.registry import registry
 
 def build(scramble, shape: tuple[int, int, int], levels: int, positions: str = "learned", **options):
     spec = DataSpec("tiny", "image", shape, levels=levels)
-    model = registry.get("model", "transformer", data=spec, dim=8, layers=2, heads=2, dropout=0.0,
-                         positions=positions, **options)
+    model = registry.get(
+        "model", "transformer", data=spec, dim=8, layers=2, heads=2, dropout=0.0, positions=positions, **options
+    )
     scramble(model, 0.5)
     return model.eval()
 
 
 @settings(max_examples=12, deadline=None)
-@given(c=st.integers(1, 3), h=st.integers(1, 3), w=st.integers(1, 3), levels=st.integers(2, 4),
-       positions=st.sampled_from(["learned", "sinusoidal"]), seed=st.integers(0, 100))
+@given(
+    c=st.integers(1, 3),
+    h=st.integers(1, 3),
+    w=st.integers(1, 3),
+    levels=st.integers(2, 4),
+    positions=st.sampled_from(["learned", "sinusoidal"]),
+    seed=st.integers(0, 100),
+)
 def test_gradients_to_later_inputs_are_exactly_zero(scramble, c, h, w, levels, positions, seed):
     model = build(scramble, (c, h, w), levels, positions)
     n = c * h * w
@@ -36,8 +43,8 @@ def test_gradients_to_later_inputs_are_exactly_zero(scramble, c, h, w, levels, p
         handle.remove()
     for p in range(n):
         (grad,) = torch.autograd.grad(logits[:, p].sum(), leaf["e"], retain_graph=True)  # (2, N, d)
-        assert torch.count_nonzero(grad[:, p + 1:]) == 0, f"output {p} sees a later input"
-        assert torch.count_nonzero(grad[:, :p + 1]) > 0, f"output {p} sees none of its inputs"
+        assert torch.count_nonzero(grad[:, p + 1 :]) == 0, f"output {p} sees a later input"
+        assert torch.count_nonzero(grad[:, : p + 1]) > 0, f"output {p} sees none of its inputs"
 
 
 @settings(max_examples=10, deadline=None)
@@ -51,9 +58,9 @@ def test_changing_a_subpixel_leaves_earlier_logits_unchanged(scramble, c, h, w, 
     s[0, p] = (s[0, p] + 1) % 3
     y = model.to_image(s)
     a, b = model.logits(x), model.logits(y)
-    assert torch.equal(a[:, :p + 1], b[:, :p + 1])  # sub-pixels 0..p are predicted without x_p
+    assert torch.equal(a[:, : p + 1], b[:, : p + 1])  # sub-pixels 0..p are predicted without x_p
     if p + 1 < c * h * w:
-        assert not torch.equal(a[:, p + 1:], b[:, p + 1:])  # ... and the change reaches later ones
+        assert not torch.equal(a[:, p + 1 :], b[:, p + 1 :])  # ... and the change reaches later ones
 
 
 def test_raster_order_with_channels_inner(scramble):

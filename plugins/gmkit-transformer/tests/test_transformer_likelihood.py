@@ -49,7 +49,7 @@ def test_nll_equals_the_chain_rule_from_prefix_passes(float64_default, scramble)
     log_p = torch.zeros(3)
     for p in range(s.shape[1]):  # one separate forward pass per prefix, no teacher forcing
         logits = model.net(torch.cat([start, s[:, :p]], dim=1))[:, p]
-        log_p += torch.log_softmax(logits, -1).gather(1, s[:, p:p + 1]).squeeze(1)
+        log_p += torch.log_softmax(logits, -1).gather(1, s[:, p : p + 1]).squeeze(1)
     assert torch.allclose(model.nll(Batch(x)), -log_p, atol=1e-12)
 
 

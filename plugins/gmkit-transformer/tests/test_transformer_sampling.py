@@ -30,7 +30,7 @@ def test_cached_logits_equal_full_pass_logits(float64_default, scramble):
     full = model.logits(x)  # (2, 9, 4)
     s = torch.cat([torch.full((2, 1), model.net.start), model.to_sequence(x)[:, :-1]], 1)
     cache = model.net.new_cache(2)
-    steps = [model.net(s[:, p:p + 1], p, cache) for p in range(9)]
+    steps = [model.net(s[:, p : p + 1], p, cache) for p in range(9)]
     assert torch.allclose(torch.cat(steps, 1), full, atol=1e-12)
 
 

@@ -29,8 +29,9 @@ class NormalPrior(Prior):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return Normal(self.loc, self.scale, event_dims=1).log_prob(z)
 
-    def sample(self, n: int, *, condition: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, *, condition: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return Normal(self.loc.expand(n, -1), self.scale.expand(n, -1)).sample(generator)
 
 

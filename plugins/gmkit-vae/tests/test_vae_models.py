@@ -94,7 +94,9 @@ def test_conditional_model_needs_and_uses_labels(digits) -> None:  # type: ignor
     labels = torch.full((6,), 3)
     g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
     assert model.sample(6, condition=labels, generator=g()).shape == (6, 1, 8, 8)
-    assert not torch.equal(model.sample(6, condition=labels, generator=g()), model.sample(6, condition=torch.full((6,), 7), generator=g()))
+    assert not torch.equal(
+        model.sample(6, condition=labels, generator=g()), model.sample(6, condition=torch.full((6,), 7), generator=g())
+    )
 
 
 def test_vector_data_gets_a_gaussian_decoder() -> None:
@@ -107,16 +109,19 @@ def test_vector_data_gets_a_gaussian_decoder() -> None:
     assert "bits_per_dim" not in model.evaluate(load("moons", "test"), batch_size=1000)
 
 
-@pytest.mark.parametrize(("over", "spec"), [
-    ({"output": "gaussian"}, DataSpec("d", "image", (1, 8, 8), levels=17)),
-    ({"output": "bernoulli"}, DataSpec("d", "image", (1, 8, 8), levels=17)),
-    ({"output": "categorical"}, DataSpec("v", "vector", (2,))),
-    ({"network": "conv"}, DataSpec("d", "image", (1, 6, 6), levels=17)),
-    ({"network": "conv"}, DataSpec("v", "vector", (2,))),
-    ({"network": "resnet"}, DataSpec("d", "image", (1, 8, 8), levels=17)),
-    ({"latent_dim": 0}, DataSpec("d", "image", (1, 8, 8), levels=17)),
-    ({"hidden": ()}, DataSpec("d", "image", (1, 8, 8), levels=17)),
-])
+@pytest.mark.parametrize(
+    ("over", "spec"),
+    [
+        ({"output": "gaussian"}, DataSpec("d", "image", (1, 8, 8), levels=17)),
+        ({"output": "bernoulli"}, DataSpec("d", "image", (1, 8, 8), levels=17)),
+        ({"output": "categorical"}, DataSpec("v", "vector", (2,))),
+        ({"network": "conv"}, DataSpec("d", "image", (1, 6, 6), levels=17)),
+        ({"network": "conv"}, DataSpec("v", "vector", (2,))),
+        ({"network": "resnet"}, DataSpec("d", "image", (1, 8, 8), levels=17)),
+        ({"latent_dim": 0}, DataSpec("d", "image", (1, 8, 8), levels=17)),
+        ({"hidden": ()}, DataSpec("d", "image", (1, 8, 8), levels=17)),
+    ],
+)
 def test_bad_options_are_config_errors(over: dict, spec: DataSpec) -> None:
     with pytest.raises(ConfigError):
         build("vae", spec, **over)
@@ -127,8 +132,10 @@ def test_unknown_prior_names_the_missing_component() -> None:
         build("vae", DataSpec("d", "image", (1, 4, 4), levels=17), prior="no-such-prior")
 
 
-@pytest.mark.parametrize(("levels", "output"), [(2, "auto"), (17, "auto"), (17, "categorical"), (17, "logistic"),
-                                                (5, "logistic_mixture"), (2, "categorical")])
+@pytest.mark.parametrize(
+    ("levels", "output"),
+    [(2, "auto"), (17, "auto"), (17, "categorical"), (17, "logistic"), (5, "logistic_mixture"), (2, "categorical")],
+)
 def test_discrete_observations_are_normalised(levels: int, output: str) -> None:
     """Summing P(x = k) over every level of a one-pixel image gives 1 (and auto picks Bernoulli for 2 levels)."""
     spec = DataSpec("px", "image", (1, 1, 1), levels=levels)
@@ -149,7 +156,9 @@ def test_conv_network_is_chosen_for_larger_images() -> None:
     x = torch.randint(0, 256, (2, 3, 16, 16))
     assert model.nll(Batch(x)).shape == (2,)
     assert model.sample(2).shape == (2, 3, 16, 16)
-    assert not any(isinstance(m, torch.nn.Conv2d) for m in build("vae", DataSpec("s", "image", (1, 8, 8), levels=17)).modules())
+    assert not any(
+        isinstance(m, torch.nn.Conv2d) for m in build("vae", DataSpec("s", "image", (1, 8, 8), levels=17)).modules()
+    )
 
 
 def test_markov_chain_densities_match_a_hand_sum() -> None:
@@ -180,8 +189,9 @@ class _ShiftedPrior(Prior):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return Normal(torch.ones_like(z), torch.ones_like(z), event_dims=1).log_prob(z)
 
-    def sample(self, n: int, *, condition: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, *, condition: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return 1 + torch.randn(n, self.dim, generator=generator)
 
 

@@ -136,16 +136,24 @@ def test_iwae_is_the_log_mean_of_the_importance_weights_in_any_chunking() -> Non
     m = PPCA(3, 4, 2)
     q = m.poor_posterior()(m.x)
     z = q.rsample(torch.Generator().manual_seed(0), (23,))  # (k, B, d)
+
     # independent computation, one latent at a time
     def log_normal(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
         return (-0.5 * ((x - mean) / std) ** 2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum()
 
-    log_w = torch.tensor([
-        [float(log_normal(m.x[b], m.W @ z[i, b] + m.b, torch.tensor(m.sigma))
-               + log_normal(z[i, b], torch.zeros(2), torch.ones(2))
-               - log_normal(z[i, b], q.loc[b], q.scale[b]))
-         for b in range(3)]
-        for i in range(23)])
+    log_w = torch.tensor(
+        [
+            [
+                float(
+                    log_normal(m.x[b], m.W @ z[i, b] + m.b, torch.tensor(m.sigma))
+                    + log_normal(z[i, b], torch.zeros(2), torch.ones(2))
+                    - log_normal(z[i, b], q.loc[b], q.scale[b])
+                )
+                for b in range(3)
+            ]
+            for i in range(23)
+        ]
+    )
     expected = torch.logsumexp(log_w, 0) - math.log(23)
     for chunk in (None, 1, 5, 23, 100):
         got = iwae(m.x, lambda x, c, q=q: _FixedDraws(q, z), m.decoder, m.prior, 23, chunk=chunk)

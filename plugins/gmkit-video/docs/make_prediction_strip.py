@@ -20,8 +20,9 @@ from gmkit_core.plots_video import frame_strip
 def main(run_path: str, out: str, clips: int = 4, frames: int = 4) -> None:
     model = gm.load(run_path).model.eval()
     truth = gm.data.load("moving_digits", "test").x[:clips]
-    predicted = model.sample(clips, generator=torch.Generator().manual_seed(0), prime=truth, frames=frames,
-                             decode="mode")
+    predicted = model.sample(
+        clips, generator=torch.Generator().manual_seed(0), prime=truth, frames=frames, decode="mode"
+    )
     rows = torch.stack([truth, predicted.cpu()], dim=1).reshape(2 * clips, *truth.shape[1:])
     frame_strip(rows, out, levels=model.data.levels)
     print(f"wrote {out}")

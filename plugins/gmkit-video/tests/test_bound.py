@@ -12,8 +12,14 @@ from gmkit_core.data import Batch, DataSpec
 from gmkit_core.registry import registry
 
 TINY = DataSpec("tiny", "video", (2, 1, 2, 2), levels=2)  # T=2 frames of 1x2x2, 2 levels: 2^8 = 256 clips
-SMALL = {"codebook_size": "3", "code_dim": "2", "hidden": "4", "res_blocks": "0", "mixtures": "2",
-         "prior_options": "dim=8,layers=1,heads=2,dropout=0.0"}
+SMALL = {
+    "codebook_size": "3",
+    "code_dim": "2",
+    "hidden": "4",
+    "res_blocks": "0",
+    "mixtures": "2",
+    "prior_options": "dim=8,layers=1,heads=2,dropout=0.0",
+}
 
 
 def _every_clip() -> torch.Tensor:
@@ -32,11 +38,14 @@ def _tiny_model(**options: str) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize("options", [
-    {"decoder": "categorical", "time_downsample": "2", "downsample": "2"},
-    {"decoder": "logistic_mixture", "time_downsample": "2", "downsample": "2"},
-    {"decoder": "logistic", "temporal": "false", "time_downsample": "1", "downsample": "2"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"decoder": "categorical", "time_downsample": "2", "downsample": "2"},
+        {"decoder": "logistic_mixture", "time_downsample": "2", "downsample": "2"},
+        {"decoder": "logistic", "temporal": "false", "time_downsample": "1", "downsample": "2"},
+    ],
+)
 def test_bound_masses_sum_to_at_most_one_and_exceed_the_exact_nll(options: dict[str, str]) -> None:
     model = _tiny_model(**options)
     x = _every_clip()

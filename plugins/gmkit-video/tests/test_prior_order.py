@@ -13,8 +13,15 @@ T, H, W, K = 3, 2, 2, 5
 
 def _prior() -> torch.nn.Module:
     torch.manual_seed(0)
-    prior = registry.get("model", "transformer", data=DataSpec("codes", "image", (1, T * H, W), levels=K),
-                         dim=16, layers=2, heads=2, dropout="0.0").eval()
+    prior = registry.get(
+        "model",
+        "transformer",
+        data=DataSpec("codes", "image", (1, T * H, W), levels=K),
+        dim=16,
+        layers=2,
+        heads=2,
+        dropout="0.0",
+    ).eval()
     with torch.no_grad():  # far from the near-uniform start, so a leak would show
         for p in prior.parameters():
             p.add_(torch.randn_like(p) * 0.5)
@@ -49,9 +56,9 @@ def test_changing_a_later_code_never_changes_earlier_log_probs() -> None:
         changed = volume.clone().flatten()
         changed[p] = (changed[p] + 1 + int(torch.randint(K - 1, (), generator=g))) % K
         other = _per_code_log_probs(prior, changed.reshape(volume.shape)).flatten()
-        assert torch.allclose(other[:p + 1][:p], base[:p], atol=1e-6), f"position {p} leaked backwards"
+        assert torch.allclose(other[: p + 1][:p], base[:p], atol=1e-6), f"position {p} leaked backwards"
         if p + 1 < n:
-            assert not torch.allclose(other[p + 1:], base[p + 1:]), f"position {p} does not reach later codes"
+            assert not torch.allclose(other[p + 1 :], base[p + 1 :]), f"position {p} does not reach later codes"
     # in volume terms: a change anywhere in time step 2 leaves every code of time steps 0 and 1 unchanged
     changed = volume.clone()
     changed[0, 2] = (changed[0, 2] + 1) % K
@@ -66,14 +73,21 @@ def test_prefix_sampler_keeps_the_prefix_and_matches_the_prior_sampler() -> None
     assert torch.equal(ours, theirs)
     prefix = torch.randint(K, (4, H * W), generator=torch.Generator().manual_seed(4))
     drawn = sample_after_prefix(prior, prefix, torch.Generator().manual_seed(5))
-    assert torch.equal(drawn.reshape(4, -1)[:, :H * W], prefix)
+    assert torch.equal(drawn.reshape(4, -1)[:, : H * W], prefix)
 
 
 def test_prefix_sampler_draws_from_the_conditional() -> None:
     """One free position: the empirical frequencies match p(k_last | prefix) (chi-square-style tolerance)."""
     torch.manual_seed(0)
-    prior = registry.get("model", "transformer", data=DataSpec("codes", "image", (1, 1, 2), levels=3),
-                         dim=8, layers=1, heads=2, dropout="0.0").eval()
+    prior = registry.get(
+        "model",
+        "transformer",
+        data=DataSpec("codes", "image", (1, 1, 2), levels=3),
+        dim=8,
+        layers=1,
+        heads=2,
+        dropout="0.0",
+    ).eval()
     with torch.no_grad():
         for p in prior.parameters():
             p.add_(torch.randn_like(p))

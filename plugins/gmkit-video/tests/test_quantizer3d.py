@@ -49,8 +49,9 @@ def test_ema_update_matches_the_hand_computation() -> None:
     assert torch.allclose(q.sums.flatten(), torch.tensor([1.5, 9.5], dtype=torch.float64))
     assert torch.allclose(q.codebook.flatten(), torch.tensor([1.0, 9.5], dtype=torch.float64))
     # Laplace smoothing: N~ = n (N + eps) / (n + K eps), n = sum N
-    counts, _, codebook = ema_step(torch.zeros(2), torch.zeros(2, 1), torch.tensor([3.0, 1.0]),
-                                   torch.tensor([[3.0], [2.0]]), 0.0, 0.5)
+    counts, _, codebook = ema_step(
+        torch.zeros(2), torch.zeros(2, 1), torch.tensor([3.0, 1.0]), torch.tensor([[3.0], [2.0]]), 0.0, 0.5
+    )
     smoothed = 4.0 * (torch.tensor([3.0, 1.0]) + 0.5) / (4.0 + 2 * 0.5)
     assert torch.equal(counts, torch.tensor([3.0, 1.0]))
     assert torch.allclose(codebook.flatten(), torch.tensor([3.0, 2.0]) / smoothed)

@@ -13,8 +13,13 @@ from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.registry import registry
 from gmkit_core.testing import check_model
 
-SMALL = {"codebook_size": "8", "code_dim": "4", "hidden": "8", "res_blocks": "1",
-         "prior_options": "dim=16,layers=1,heads=2"}
+SMALL = {
+    "codebook_size": "8",
+    "code_dim": "4",
+    "hidden": "8",
+    "res_blocks": "1",
+    "prior_options": "dim=16,layers=1,heads=2",
+}
 
 
 @pytest.fixture(scope="module")

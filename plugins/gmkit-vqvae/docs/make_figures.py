@@ -27,7 +27,7 @@ def main(run_path: str, out: str) -> None:
     folder = Path(out)
     x = load("digits", "test").x[:32]
     recon = model.reconstruct(x)
-    rows = torch.cat([torch.cat([x[i:i + 8], recon[i:i + 8]]) for i in range(0, 32, 8)])
+    rows = torch.cat([torch.cat([x[i : i + 8], recon[i : i + 8]]) for i in range(0, 32, 8)])
     print(save_samples_png(rows, model.data, folder / "vqvae_digits_reconstructions.png", ncol=8))
     model.config = attrs.evolve(model.config, decode="mode")  # the same codes, each pixel at its mode
     samples = model.sample(64, generator=torch.Generator().manual_seed(0))

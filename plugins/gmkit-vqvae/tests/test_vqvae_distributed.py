@@ -63,8 +63,13 @@ def test_two_process_ema_codebook_equals_one_process_on_the_global_batch(tmp_pat
     script.write_text(_SCRIPT)
     out = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(script), f"file://{tmp_path / 'rendezvous'}", str(out)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(script), f"file://{tmp_path / 'rendezvous'}", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     whole = _one_process(slice(None))
     first_half = _one_process(slice(0, BATCH // 2))

@@ -27,19 +27,29 @@ def digits():
 
 def _model(**options):
     torch.manual_seed(0)
-    return gm.registry.get("model", "vqvae", data=DataSpec("digits", "image", (1, 8, 8), levels=17), **{**SMALL, **options})
+    return gm.registry.get(
+        "model", "vqvae", data=DataSpec("digits", "image", (1, 8, 8), levels=17), **{**SMALL, **options}
+    )
 
 
-@pytest.mark.parametrize("options", [
-    {}, {"codebook_update": "loss", "decoder": "categorical"}, {"decoder": "mse"}, {"decoder": "logistic", "downsample": 8},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"codebook_update": "loss", "decoder": "categorical"},
+        {"decoder": "mse"},
+        {"decoder": "logistic", "downsample": 8},
+    ],
+)
 def test_conformance(options):
     check_model("vqvae", data="digits", n_train=32, **{**SMALL, **options})
 
 
 @pytest.mark.skipif("pixelcnn" not in gm.registry.names("model"), reason="needs gmkit-pixelcnn")
 def test_conformance_with_a_pixelcnn_prior_submodule():
-    check_model("vqvae", data="digits", n_train=32, **{**SMALL, "prior": "pixelcnn", "prior_options": ("hidden=8", "layers=2")})
+    check_model(
+        "vqvae", data="digits", n_train=32, **{**SMALL, "prior": "pixelcnn", "prior_options": ("hidden=8", "layers=2")}
+    )
 
 
 @pytest.mark.parametrize("decoder", ["categorical", "logistic_mixture"])
@@ -144,7 +154,9 @@ def test_user_errors_are_one_line():
     with pytest.raises(ConfigError, match="decoder"):
         _model(decoder="gaussian")
     with pytest.raises(ConfigError, match="downsample"):
-        gm.registry.get("model", "vqvae", data=DataSpec("odd", "image", (1, 6, 6), levels=4), prior="uniform", downsample=4)
+        gm.registry.get(
+            "model", "vqvae", data=DataSpec("odd", "image", (1, 6, 6), levels=4), prior="uniform", downsample=4
+        )
     with pytest.raises(ConfigError, match="key=value"):
         _model(prior_options=("layers",))
 
@@ -156,7 +168,10 @@ def test_missing_pixelcnn_names_the_plugin(monkeypatch):
     from gmkit_core.registry import Registry
 
     monkeypatch.setattr(vq_model, "registry", Registry(plugins=[core_plugin]))  # as if gmkit-pixelcnn were absent
-    with pytest.raises(NotRegisteredError, match=r"install the plugin gmkit-pixelcnn \(pip install gmkit-pixelcnn\), or set prior=uniform"):
+    with pytest.raises(
+        NotRegisteredError,
+        match=r"install the plugin gmkit-pixelcnn \(pip install gmkit-pixelcnn\), or set prior=uniform",
+    ):
         gm.registry.get("model", "vqvae", data=load("digits").spec)
 
 

@@ -34,7 +34,7 @@ def test_output_is_the_nearest_codebook_row(seed: int, K: int, D: int, n: int) -
     codebook = torch.randn(K, D, generator=g, dtype=torch.float64)
     z = 2 * torch.randn(n, 3, D, generator=g, dtype=torch.float64)
     q = _quantizer(codebook).eval()(z)
-    brute = ((z.unsqueeze(-2) - codebook).square().sum(-1))  # (n, 3, K), the definition
+    brute = (z.unsqueeze(-2) - codebook).square().sum(-1)  # (n, 3, K), the definition
     chosen = brute.gather(-1, q.codes.unsqueeze(-1)).squeeze(-1)
     assert torch.all(chosen <= brute.min(-1).values + 1e-12)
     assert torch.equal(q.z_q, codebook[q.codes])  # a codebook row, exactly
@@ -86,7 +86,9 @@ def test_codebook_and_commitment_losses_values_and_gradients() -> None:
     assert torch.allclose(g_z, torch.tensor([[[0.4, -0.2], [-0.2, 0.6]]]))
 
 
-@pytest.mark.parametrize("eps, e0, e1", [(0.0, 0.125, 2.1), (0.1, 0.125 / (1.1 / 2.45 * 2.25), 2.625 / (1.35 / 2.45 * 2.25))])
+@pytest.mark.parametrize(
+    "eps, e0, e1", [(0.0, 0.125, 2.1), (0.1, 0.125 / (1.1 / 2.45 * 2.25), 2.625 / (1.35 / 2.45 * 2.25))]
+)
 def test_ema_update_hand_computed(eps: float, e0: float, e1: float) -> None:
     # codes e = (0, 2), N = (1, 1), m = (0, 2); batch z = 0.5 -> code 0, 1.5 and 3.0 -> code 1; gamma = 3/4
     counts, sums = torch.tensor([1.0, 1.0]), torch.tensor([[0.0], [2.0]])

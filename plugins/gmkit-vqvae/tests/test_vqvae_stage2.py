@@ -85,8 +85,9 @@ def _local_fit(model: GenerativeModel, data: dict[str, Dataset], steps: int = 60
 
 def test_finish_fits_the_prior_on_code_maps_and_uses_it(prior_registry, splits):
     torch.manual_seed(0)
-    model = gm.registry.get("model", "vqvae", data=splits["train"].spec, prior="independent",
-                            prior_train=("steps=30", "lr=0.2"), **SMALL)
+    model = gm.registry.get(
+        "model", "vqvae", data=splits["train"].spec, prior="independent", prior_train=("steps=30", "lr=0.2"), **SMALL
+    )
     model.prepare(splits["train"])
     model.eval()
     test = load("digits", "test")
@@ -122,8 +123,9 @@ def test_finish_with_the_core_trainer_keeps_prior_in_the_state(prior_registry, s
     from gmkit_core.training import TrainConfig, nested_fit
 
     torch.manual_seed(0)
-    model = gm.registry.get("model", "vqvae", data=splits["train"].spec, prior="independent",
-                            prior_train=("steps=20",), **SMALL)
+    model = gm.registry.get(
+        "model", "vqvae", data=splits["train"].spec, prior="independent", prior_train=("steps=20",), **SMALL
+    )
     model.finish(splits, nested_fit(TrainConfig(quiet=True, device="cpu", eval_every=10)))
     state = model.state_dict()
     assert "prior_model.logits" in state and int(state["prior_fitted"]) == 1
@@ -155,20 +157,38 @@ def test_two_stage_run_with_pixelcnn_round_trips_through_a_run_file(tmp_path, sp
     from gmkit_core.training import TrainConfig, nested_fit
 
     torch.manual_seed(0)
-    model = gm.registry.get("model", "vqvae", data=splits["train"].spec, prior="pixelcnn",
-                            prior_options=("hidden=8", "layers=2"), prior_train=("steps=5", "batch_size=32"), **SMALL)
+    model = gm.registry.get(
+        "model",
+        "vqvae",
+        data=splits["train"].spec,
+        prior="pixelcnn",
+        prior_options=("hidden=8", "layers=2"),
+        prior_train=("steps=5", "batch_size=32"),
+        **SMALL,
+    )
     model.finish(splits, nested_fit(TrainConfig(quiet=True, device="cpu", eval_every=5)))
     model.eval()
     assert int(model.prior_fitted) == 1 and type(model.prior_model).__name__ != "UniformCodes"
     x = splits["validation"].x[:4]
     codes = model.encode_codes(x)
-    assert torch.allclose(model.nll(Batch(x)), -model.decode(codes).log_prob(x) + model.prior_model.nll(Batch(codes.unsqueeze(1))))
+    assert torch.allclose(
+        model.nll(Batch(x)), -model.decode(codes).log_prob(x) + model.prior_model.nll(Batch(codes.unsqueeze(1)))
+    )
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     path = tmp_path / "vq.h5"
-    write_run(path, RunRecord(model="vqvae", plugin="gmkit-vqvae", plugin_version="0.1.0",
-                              config_class="gmkit_vqvae.model.VQVAEConfig", config=config_to_dict(model.config),
-                              train_config={}, data={"source": "digits", "spec": splits["train"].spec.to_json()},
-                              best=state))
+    write_run(
+        path,
+        RunRecord(
+            model="vqvae",
+            plugin="gmkit-vqvae",
+            plugin_version="0.1.0",
+            config_class="gmkit_vqvae.model.VQVAEConfig",
+            config=config_to_dict(model.config),
+            train_config={},
+            data={"source": "digits", "spec": splits["train"].spec.to_json()},
+            best=state,
+        ),
+    )
     other = load_run(path).model
     assert int(other.prior_fitted) == 1
     a = model.sample(3, generator=torch.Generator().manual_seed(1))

@@ -34,8 +34,9 @@ def sincos_2d(dim: int, rows: int, cols: int) -> Tensor:
         raise ConfigError(f"dit: hidden width {dim} must be a multiple of 4")
     quarter = dim // 4
     omega = 1.0 / 10_000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    r, c = torch.meshgrid(torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64),
-                          indexing="ij")
+    r, c = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64), indexing="ij"
+    )
     feats = [f(grid.flatten()[:, None] * omega) for grid in (r, c) for f in (torch.sin, torch.cos)]
     return torch.cat(feats, dim=1).float()  # (rows*cols, dim)
 
@@ -68,8 +69,17 @@ class Block(nn.Module):
 class DiT(nn.Module):
     """DiT over ``shape = (C, H, W)`` with patch size ``patch_size``; ``out_channels`` defaults to ``C``."""
 
-    def __init__(self, shape: Sequence[int], out_channels: int | None = None, num_classes: int | None = None,
-                 patch_size: int = 2, hidden: int = 128, depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        out_channels: int | None = None,
+        num_classes: int | None = None,
+        patch_size: int = 2,
+        hidden: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+    ):
         super().__init__()
         if len(shape) != 3:
             raise ConfigError(f"dit needs image data (C, H, W), got shape {tuple(shape)}; use network=mlp")

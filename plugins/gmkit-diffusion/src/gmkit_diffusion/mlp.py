@@ -21,8 +21,14 @@ __all__ = ["MLP"]
 class MLP(nn.Module):
     """Residual MLP over ``shape = (D,)`` with ``depth`` layers of width ``hidden``; ``out_channels`` defaults to ``D``."""
 
-    def __init__(self, shape: Sequence[int], out_channels: int | None = None, num_classes: int | None = None,
-                 hidden: int = 256, depth: int = 3):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        out_channels: int | None = None,
+        num_classes: int | None = None,
+        hidden: int = 256,
+        depth: int = 3,
+    ):
         super().__init__()
         if len(shape) != 1:
             raise ConfigError(f"mlp needs vector data (D,), got shape {tuple(shape)}; use network=unet or dit")

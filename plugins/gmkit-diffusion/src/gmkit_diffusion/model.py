@@ -48,36 +48,64 @@ __all__ = ["DDPM", "DDPMConfig"]
 class DDPMConfig:
     """Options of ``ddpm``; ``--set key=value`` on the command line."""
 
-    network: str = option("auto", "denoiser: unet, dit, mlp (vectors), or auto (unet for images, mlp for vectors)",
-                          in_(("auto", "unet", "dit", "mlp")))
-    schedule: str = option("loglinear", "noise schedule: loglinear (log SNR from 9.2 to -10), linear (1e-4..0.02), "
-                           "cosine (s=0.008), custom (uses betas)", in_(("loglinear", "linear", "cosine", "custom")))
+    network: str = option(
+        "auto",
+        "denoiser: unet, dit, mlp (vectors), or auto (unet for images, mlp for vectors)",
+        in_(("auto", "unet", "dit", "mlp")),
+    )
+    schedule: str = option(
+        "loglinear",
+        "noise schedule: loglinear (log SNR from 9.2 to -10), linear (1e-4..0.02), "
+        "cosine (s=0.008), custom (uses betas)",
+        in_(("loglinear", "linear", "cosine", "custom")),
+    )
     T: int = option(1000, "number of diffusion steps (schedule=custom takes T = len(betas))", [instance_of(int), ge(2)])
     betas: tuple[float, ...] = option((), "betas of schedule=custom, comma separated, each in (0, 1)")
-    prediction: str = option("auto", "what the network predicts: eps, x0, v, levels (images: logits over grey levels), "
-                             "or auto (levels for images, eps for vectors)", in_(("auto", *parameterization.PREDICTIONS)))
-    variance: str = option("auto", "reverse variance sigma_t^2: beta, beta_tilde (the posterior's), or auto "
-                           "(beta_tilde for images, whose x0 is pinned down at small t; beta for vectors)",
-                           in_(("auto", *bound.VARIANCES)))
-    loss: str = option("simple", "training loss: simple (MSE of the prediction target), vlb (the bound per dim), "
-                       "hybrid (simple + vlb_weight * vlb)", in_(("simple", "vlb", "hybrid")))
+    prediction: str = option(
+        "auto",
+        "what the network predicts: eps, x0, v, levels (images: logits over grey levels), "
+        "or auto (levels for images, eps for vectors)",
+        in_(("auto", *parameterization.PREDICTIONS)),
+    )
+    variance: str = option(
+        "auto",
+        "reverse variance sigma_t^2: beta, beta_tilde (the posterior's), or auto "
+        "(beta_tilde for images, whose x0 is pinned down at small t; beta for vectors)",
+        in_(("auto", *bound.VARIANCES)),
+    )
+    loss: str = option(
+        "simple",
+        "training loss: simple (MSE of the prediction target), vlb (the bound per dim), "
+        "hybrid (simple + vlb_weight * vlb)",
+        in_(("simple", "vlb", "hybrid")),
+    )
     vlb_weight: float = option(1.0, "weight of the bound in the hybrid loss", ge(0.0))
-    clip_x0: bool = option(True, "images: clip x0-hat to [-1, 1] (part of the model: used by the bound and the samplers)")
+    clip_x0: bool = option(
+        True, "images: clip x0-hat to [-1, 1] (part of the model: used by the bound and the samplers)"
+    )
     class_conditional: bool = option(True, "condition on labels when the data have them (classifier-free guidance)")
-    label_dropout: float = option(0.1, "probability of training with the null class instead of the label",
-                                  [ge(0.0), le(1.0)])
+    label_dropout: float = option(
+        0.1, "probability of training with the null class instead of the label", [ge(0.0), le(1.0)]
+    )
     guidance: float = option(1.0, "classifier-free guidance scale s at sampling (1: plain conditional)")
     sampler: str = option("ddpm", "sampler of `sample`: ddpm (ancestral, T steps) or ddim", in_(("ddpm", "ddim")))
     sample_steps: int = option(50, "ddim: number of steps", [instance_of(int), ge(1)])
     eta: float = option(0.0, "ddim: stochasticity (0 deterministic, 1 ancestral-like)", ge(0.0))
-    picture_sampler: str = option("ddim", "sampler of the pictures gmkit train draws (periodic and final): ddim "
-                                  "(sample_steps steps) or ddpm (ancestral, all T steps: T/sample_steps times slower)",
-                                  in_(("ddpm", "ddim")))
-    nll_steps: int = option(0, "steps t of the bound in nll: 0 = all T (a true upper bound); K > 0 = an unbiased "
-                            "estimate: L_0 exactly plus K stratified steps of 2..T, each weighted by its stratum size",
-                            [instance_of(int), ge(0)])
-    val_steps: int = option(50, "steps of the fixed-seed bound estimate used as the validation score",
-                            [instance_of(int), ge(1)])
+    picture_sampler: str = option(
+        "ddim",
+        "sampler of the pictures gmkit train draws (periodic and final): ddim "
+        "(sample_steps steps) or ddpm (ancestral, all T steps: T/sample_steps times slower)",
+        in_(("ddpm", "ddim")),
+    )
+    nll_steps: int = option(
+        0,
+        "steps t of the bound in nll: 0 = all T (a true upper bound); K > 0 = an unbiased "
+        "estimate: L_0 exactly plus K stratified steps of 2..T, each weighted by its stratum size",
+        [instance_of(int), ge(0)],
+    )
+    val_steps: int = option(
+        50, "steps of the fixed-seed bound estimate used as the validation score", [instance_of(int), ge(1)]
+    )
     seed: int = option(0, "seed of the noise in nll and the validation score", instance_of(int))
     channels: int = option(32, "unet: base width", [instance_of(int), ge(1)])
     mults: tuple[int, ...] = option((1, 2), "unet: width multiplier per resolution, comma separated")
@@ -97,8 +125,17 @@ class DDPM(GenerativeModel):
     likelihood: ClassVar[str] = "bound"
     conditional = True  # per instance: False when the data have no labels or class_conditional=false
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 500, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
-        "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 250, "patience": 0,
+        "steps": 500,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.995,
+        "eval_every": 250,
+        "patience": 0,
     }
 
     @classmethod
@@ -143,10 +180,20 @@ class DDPM(GenerativeModel):
         out = parameterization.output_channels(self.prediction, data.shape[0], self.levels)
         common = {"shape": data.shape, "out_channels": out, "num_classes": self.num_classes}
         options = {
-            "unet": {"channels": config.channels, "mults": config.mults, "blocks": config.blocks,
-                     "attention": config.attention, "heads": config.heads, "dropout": config.dropout},
-            "dit": {"patch_size": config.patch_size, "hidden": config.hidden, "depth": config.depth,
-                    "heads": config.heads},
+            "unet": {
+                "channels": config.channels,
+                "mults": config.mults,
+                "blocks": config.blocks,
+                "attention": config.attention,
+                "heads": config.heads,
+                "dropout": config.dropout,
+            },
+            "dit": {
+                "patch_size": config.patch_size,
+                "hidden": config.hidden,
+                "depth": config.depth,
+                "heads": config.heads,
+            },
             "mlp": {"hidden": config.hidden, "depth": config.depth},
         }[self.network_name]
         return registry.get("network", self.network_name, **common, **options)
@@ -212,8 +259,10 @@ class DDPM(GenerativeModel):
         device = self._device()
         if self.num_classes is None:
             if condition is not None:
-                raise ConfigError("ddpm: this model is unconditional (its data had no labels or "
-                                  "class_conditional=false); sample without a label")
+                raise ConfigError(
+                    "ddpm: this model is unconditional (its data had no labels or "
+                    "class_conditional=false); sample without a label"
+                )
             return None
         if condition is None:
             return torch.randint(self.num_classes, (n,), generator=generator, device=device)
@@ -239,7 +288,7 @@ class DDPM(GenerativeModel):
         return kl, x0_hat, xt
 
     @torch.no_grad()
-    def bound(self, batch: Batch, steps: int = 0, seed: int | None = None, chunk: int = 2 ** 19) -> Tensor:
+    def bound(self, batch: Batch, steps: int = 0, seed: int | None = None, chunk: int = 2**19) -> Tensor:
         r"""The bound in nats, ``(B,)``: :math:`L_T + \sum_t L_{t-1} + L_0` (given the labels, if any).
 
         ``steps = 0`` sums all ``T`` terms; ``steps = K`` keeps :math:`L_0` and draws one step per
@@ -264,8 +313,8 @@ class DDPM(GenerativeModel):
         total = bound.prior_term(self.schedule, self.to_model_space(x)).double()
         per = max(1, chunk // (B * self.data.dims))
         for i in range(0, len(ts), per):
-            tk = torch.tensor(ts[i:i + per], device=device)
-            wk = torch.tensor(weights[i:i + per], device=device, dtype=torch.float64)
+            tk = torch.tensor(ts[i : i + per], device=device)
+            wk = torch.tensor(weights[i : i + per], device=device, dtype=torch.float64)
             k = len(tk)
             xs = x.repeat(k, *([1] * (x.ndim - 1)))
             ys = None if y is None else y.repeat(k)
@@ -304,7 +353,7 @@ class DDPM(GenerativeModel):
             x0_hat = x0_hat.clamp(-1, 1)
         kl = bound.kl_term(self.schedule, x0, x0_hat, t.clamp(min=2), self.variance)
         l0 = bound.decoder_nll(self.schedule, x if self.levels else x0, x0_hat, self.levels)
-        vlb = (T * torch.where(t == 1, l0, kl) + bound.prior_term(self.schedule, x0) + self._log_scale_nats())
+        vlb = T * torch.where(t == 1, l0, kl) + bound.prior_term(self.schedule, x0) + self._log_scale_nats()
         vlb = vlb / self.data.dims
         vlb = vlb.mean()
         loss = {"simple": simple, "vlb": vlb, "hybrid": simple + self.config.vlb_weight * vlb}[self.config.loss]
@@ -335,8 +384,16 @@ class DDPM(GenerativeModel):
                 total += float(self.bound(b, steps=self.config.val_steps).sum())
         return total / max(len(data), 1)
 
-    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               guidance: float | None = None, sampler: str | None = None, steps: int | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        guidance: float | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+    ) -> Tensor:
         """``n`` samples; each keyword overrides the config: ``guidance`` the scale
         (``gmkit sample RUN --label 3 --option guidance=3``), ``sampler`` (ddpm or ddim) ``sampler``,
         ``steps`` ddim's ``sample_steps``."""
@@ -345,8 +402,11 @@ class DDPM(GenerativeModel):
             raise ConfigError(f"ddpm: sampler={kind!r}; choose ddpm (ancestral) or ddim")
         if kind == "ddpm" and steps is not None:
             raise ConfigError("ddpm: steps applies to the ddim sampler; the ancestral sampler takes all T steps")
-        draw = (DDPMSampler(guidance=guidance) if kind == "ddpm"
-                else DDIMSampler(steps=steps or self.config.sample_steps, eta=self.config.eta, guidance=guidance))
+        draw = (
+            DDPMSampler(guidance=guidance)
+            if kind == "ddpm"
+            else DDIMSampler(steps=steps or self.config.sample_steps, eta=self.config.eta, guidance=guidance)
+        )
         return draw(self, n, condition=condition, generator=generator)
 
     @property

@@ -48,8 +48,9 @@ def _coefs(schedule: NoiseSchedule, t: Tensor, like: Tensor) -> tuple[Tensor, Te
     return abar.sqrt(), (1 - abar).sqrt()
 
 
-def to_x0(schedule: NoiseSchedule, prediction: str, out: Tensor, xt: Tensor, t: Tensor,
-          levels: int | None = None) -> Tensor:
+def to_x0(
+    schedule: NoiseSchedule, prediction: str, out: Tensor, xt: Tensor, t: Tensor, levels: int | None = None
+) -> Tensor:
     r""":math:`\hat x_0` from the network output ``out`` at ``(x_t, t)`` (see the module docstring)."""
     a, s = _coefs(schedule, t, xt)
     if prediction == "eps":

@@ -91,8 +91,15 @@ class DDPMSampler(_DiffusionSampler):
         progress: bool = _progress_option()
 
     @torch.no_grad()
-    def __call__(self, model: DDPM, n: int, *, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Any = None) -> Tensor:
+    def __call__(
+        self,
+        model: DDPM,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        data: Any = None,
+    ) -> Tensor:
         sched, g = model.schedule, self.guidance
         y = model.sampling_labels(n, condition, generator)
         x = model.noise((n, *model.data.shape), generator)  # (n, *shape) = x_T
@@ -133,8 +140,9 @@ class DDIMSampler(_DiffusionSampler):
         return 1.0 if t == 0 else float(model.schedule.alphas_cumprod[t - 1])
 
     @torch.no_grad()
-    def generate(self, model: DDPM, x: Tensor, y: Tensor | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+    def generate(
+        self, model: DDPM, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Run ``x_T -> x_{tau_1}`` and return :math:`\\hat x_0(x_{\\tau_1}, \\tau_1)` (continuous, model space)."""
         taus, n = self.timesteps(model.schedule.T), x.shape[0]
         for t, t_prev in _progress(list(zip(taus, taus[1:] + [0], strict=True)), self.progress, "ddim"):
@@ -142,9 +150,9 @@ class DDIMSampler(_DiffusionSampler):
             if t_prev == 0:
                 return x0
             a, a_prev = self._abar(model, t), self._abar(model, t_prev)
-            eps = (x - a ** 0.5 * x0) / (1 - a) ** 0.5
+            eps = (x - a**0.5 * x0) / (1 - a) ** 0.5
             sigma = self.eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)) ** 0.5
-            x = a_prev ** 0.5 * x0 + max(1 - a_prev - sigma ** 2, 0.0) ** 0.5 * eps
+            x = a_prev**0.5 * x0 + max(1 - a_prev - sigma**2, 0.0) ** 0.5 * eps
             if sigma > 0:
                 x = x + sigma * model.noise(x.shape, generator)
         raise AssertionError("unreachable: the last step goes to t = 0")
@@ -162,13 +170,20 @@ class DDIMSampler(_DiffusionSampler):
         for t, t_next in zip(taus[:-1], taus[1:], strict=True):
             x0 = model.denoise(x, _full(n, t, x), y, self.guidance)
             a, a_next = self._abar(model, t), self._abar(model, t_next)
-            eps = (x - a ** 0.5 * x0) / (1 - a) ** 0.5
-            x = a_next ** 0.5 * x0 + (1 - a_next) ** 0.5 * eps
+            eps = (x - a**0.5 * x0) / (1 - a) ** 0.5
+            x = a_next**0.5 * x0 + (1 - a_next) ** 0.5 * eps
         return x
 
     @torch.no_grad()
-    def __call__(self, model: DDPM, n: int, *, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Any = None) -> Tensor:
+    def __call__(
+        self,
+        model: DDPM,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        data: Any = None,
+    ) -> Tensor:
         y = model.sampling_labels(n, condition, generator)
         x0 = self.generate(model, model.noise((n, *model.data.shape), generator), y, generator)
         return model.decode(x0, generator if self.eta > 0 else None, mode=self.eta == 0)

@@ -86,9 +86,18 @@ class UNet(nn.Module):
     ``heads`` attention heads; ``out_channels`` defaults to ``C``.
     """
 
-    def __init__(self, shape: Sequence[int], out_channels: int | None = None, num_classes: int | None = None,
-                 channels: int = 32, mults: Sequence[int] = (1, 2, 2), blocks: int = 2,
-                 attention: Sequence[int] = (4,), heads: int = 4, dropout: float = 0.1):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        out_channels: int | None = None,
+        num_classes: int | None = None,
+        channels: int = 32,
+        mults: Sequence[int] = (1, 2, 2),
+        blocks: int = 2,
+        attention: Sequence[int] = (4,),
+        heads: int = 4,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if len(shape) != 3:
             raise ConfigError(f"unet needs image data (C, H, W), got shape {tuple(shape)}; use network=mlp")
@@ -108,16 +117,18 @@ class UNet(nn.Module):
                 self.down.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
                 skips.append(width)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(width, width, cond, dropout), Attention(width, heads),
-                                  ResBlock(width, width, cond, dropout)])
+        self.mid = nn.ModuleList(
+            [ResBlock(width, width, cond, dropout), Attention(width, heads), ResBlock(width, width, cond, dropout)]
+        )
         self.up = nn.ModuleList()
         for i, m in reversed(list(enumerate(mults))):
             for _ in range(blocks + 1):
                 self.up.append(self._stage(width + skips.pop(), channels * m, cond, dropout, res in attention, heads))
                 width = channels * m
             if i > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                             nn.Conv2d(width, width, 3, padding=1)))
+                self.up.append(
+                    nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, width, 3, padding=1))
+                )
                 res *= 2
         self.out = nn.Sequential(_norm(width), nn.SiLU(), _zero(nn.Conv2d(width, out_channels or C, 3, padding=1)))
 

@@ -16,8 +16,9 @@ from torch import Tensor, nn
 __all__ = ["ReplayBuffer", "uniform"]
 
 
-def uniform(n: int, low: Tensor, high: Tensor, shape: tuple[int, ...],
-            generator: torch.Generator | None = None) -> Tensor:
+def uniform(
+    n: int, low: Tensor, high: Tensor, shape: tuple[int, ...], generator: torch.Generator | None = None
+) -> Tensor:
     """``(n, *shape)`` draws from the uniform law on the box ``[low, high]`` (broadcast to ``shape``)."""
     u = torch.rand((n, *shape), generator=generator, device=low.device, dtype=low.dtype)
     return low + (high - low) * u
@@ -51,8 +52,9 @@ class ReplayBuffer(nn.Module):
             raise ValueError(f"buffer of {len(self)} chains cannot serve a batch of {n}")
         index = torch.randperm(len(self), device=self.samples.device)[:n]
         fresh = torch.rand(n, device=self.samples.device) < reinit
-        x = torch.where(fresh.reshape(-1, *([1] * len(self.shape))), uniform(n, low, high, self.shape),
-                        self.samples[index])
+        x = torch.where(
+            fresh.reshape(-1, *([1] * len(self.shape))), uniform(n, low, high, self.shape), self.samples[index]
+        )
         return index, x, fresh
 
     @torch.no_grad()

@@ -35,9 +35,16 @@ def energy_grad(energy: Energy, x: Tensor, create_graph: bool = False) -> tuple[
     return e, grad
 
 
-def langevin(energy: Energy, x: Tensor, steps: int, step_size: float, noise: float | None = None,
-             low: Tensor | float | None = None, high: Tensor | float | None = None,
-             generator: torch.Generator | None = None) -> Tensor:
+def langevin(
+    energy: Energy,
+    x: Tensor,
+    steps: int,
+    step_size: float,
+    noise: float | None = None,
+    low: Tensor | float | None = None,
+    high: Tensor | float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     r"""Run ``steps`` SGLD steps from ``x`` ``(B, *shape)``; returns the detached end points.
 
     Arguments:
@@ -54,7 +61,9 @@ def langevin(energy: Energy, x: Tensor, steps: int, step_size: float, noise: flo
         xi = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x = x - step_size * grad + sigma * xi
         if low is not None and high is not None:
-            x = torch.maximum(torch.minimum(x, torch.as_tensor(high, dtype=x.dtype, device=x.device)),
-                              torch.as_tensor(low, dtype=x.dtype, device=x.device))
+            x = torch.maximum(
+                torch.minimum(x, torch.as_tensor(high, dtype=x.dtype, device=x.device)),
+                torch.as_tensor(low, dtype=x.dtype, device=x.device),
+            )
         x = x.detach()
     return x

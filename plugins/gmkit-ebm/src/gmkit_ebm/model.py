@@ -74,13 +74,21 @@ class EBM(GenerativeModel):
     def __init__(self, config: EBMConfig, data: DataSpec):
         super().__init__(config, data)
         if data.kind not in ("image", "vector"):
-            raise DataError(f"{data.name}: {type(self).__name__.lower()} models images (C, H, W) or vectors, "
-                            f"not {data.kind} data")
+            raise DataError(
+                f"{data.name}: {type(self).__name__.lower()} models images (C, H, W) or vectors, not {data.kind} data"
+            )
         if data.is_image and not data.levels:
             raise DataError(f"{data.name}: {type(self).__name__.lower()} needs the number of levels of image data")
         out = self.outputs or int(data.num_classes or 0)
-        self.net = energy_network(data.shape, out, image=data.is_image, hidden=config.hidden, depth=config.depth,
-                                  channels=config.channels, spectral=config.spectral_norm)
+        self.net = energy_network(
+            data.shape,
+            out,
+            image=data.is_image,
+            hidden=config.hidden,
+            depth=config.depth,
+            channels=config.channels,
+            spectral=config.spectral_norm,
+        )
         half = 1.0 / (data.levels - 1) if data.is_image else 1.0  # type: ignore[operator]
         self.register_buffer("low", torch.full(data.shape, -1.0 - half))
         self.register_buffer("high", torch.full(data.shape, 1.0 + half))
@@ -192,17 +200,25 @@ class EBM(GenerativeModel):
             noise = self.noise_model.sample(len(y)).to(y.dtype).reshape(y.shape)
             inside = ((noise >= self.low) & (noise <= self.high)).flatten(1).all(1)
             e = self.energy(torch.cat([y, noise]))
-            e_data, e_noise = e[:len(y)], e[len(y):]
+            e_data, e_noise = e[: len(y)], e[len(y) :]
             g_data = -e_data - self.log_z_nce - self.noise_model.log_prob(y.flatten(1)).to(e.dtype)
             g_noise = -e_noise - self.log_z_nce - self.noise_model.log_prob(noise.flatten(1)).to(e.dtype)
             g_noise = torch.where(inside, g_noise, torch.full_like(g_noise, -1e4))  # p = 0 outside B
-            return {"loss": noise_contrastive(g_data, g_noise), "e_data": e_data.detach().mean(),
-                    "e_noise": e_noise.detach().mean(), "log_z": self.log_z_nce.detach()}
+            return {
+                "loss": noise_contrastive(g_data, g_noise),
+                "e_data": e_data.detach().mean(),
+                "e_noise": e_noise.detach().mean(),
+                "log_z": self.log_z_nce.detach(),
+            }
         x_neg = self.negatives(len(y))
         e = self.energy(torch.cat([y, x_neg]))
-        e_data, e_sample = e[:len(y)], e[len(y):]
-        out = {"loss": contrastive_divergence(e_data, e_sample, self.alpha), "e_data": e_data.detach().mean(),
-               "e_sample": e_sample.detach().mean(), "saturated": self._saturated(x_neg)}
+        e_data, e_sample = e[: len(y)], e[len(y) :]
+        out = {
+            "loss": contrastive_divergence(e_data, e_sample, self.alpha),
+            "e_data": e_data.detach().mean(),
+            "e_sample": e_sample.detach().mean(),
+            "saturated": self._saturated(x_neg),
+        }
         if len(self.buffer):
             out["buffer_age"] = self.buffer.mean_age()
         return out
@@ -237,17 +253,18 @@ class EBM(GenerativeModel):
             raise TrainingError(
                 f"{name}: energies exploded at step {index} ({shown}; energy_limit={cfg.energy_limit:g}); "
                 f"raise the energy penalty (--set alpha={max(10 * self.alpha, 0.1):g}), turn on --set spectral_norm=true "
-                "or lower the learning rate (--set train.lr=...)")
+                "or lower the learning rate (--set train.lr=...)"
+            )
         if "saturated" in out and float(out["saturated"]) >= cfg.saturation:
             raise TrainingError(
                 f"{name}: {100 * float(out['saturated']):.0f}% of the SGLD samples sit on the box bounds at step {index} "
                 f"(saturation={cfg.saturation:g}); lower the SGLD step (--set step_size={self.step_size / 10:g}) "
-                f"or its noise (--set noise=...)")
+                f"or its noise (--set noise=...)"
+            )
 
     # -- sampling -------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``sample_steps`` of SGLD on fresh chains from uniform noise on :math:`B`, all drawn from ``generator``.
 
         Returns floats ``(n, D)`` for vectors, int64 levels ``(n, C, H, W)`` (the bin of each pixel) for images.
@@ -282,8 +299,16 @@ class EBM(GenerativeModel):
             else:
                 generator = torch.Generator(self.low.device).manual_seed(cfg.eval_seed)
                 step = cfg.ais_step_size or (1e-4 if self.data.is_image else 1e-3)
-                result = ais_log_partition(self.energy, self.low, self.high, self.data.shape, cfg.ais_chains,
-                                           cfg.ais_steps, step, generator=generator)
+                result = ais_log_partition(
+                    self.energy,
+                    self.low,
+                    self.high,
+                    self.data.shape,
+                    cfg.ais_chains,
+                    cfg.ais_steps,
+                    step,
+                    generator=generator,
+                )
         finally:
             self.train(training)
         self._partition = (self._fingerprint(), result)
@@ -306,7 +331,9 @@ class EBM(GenerativeModel):
         centre = self.continuous(x)  # (B, C, H, W)
         generator = torch.Generator(centre.device).manual_seed(self.config.eval_seed + 1)
         s = self.config.nll_samples
-        u = (2 * torch.rand((s, *centre.shape), generator=generator, device=centre.device, dtype=centre.dtype) - 1) * half
+        u = (
+            2 * torch.rand((s, *centre.shape), generator=generator, device=centre.device, dtype=centre.dtype) - 1
+        ) * half
         y = (centre.unsqueeze(0) + u).reshape(-1, *centre.shape[1:])  # (S*B, C, H, W)
         neg = -self.energy(y).double().reshape(s, -1)  # (S, B)
         log_bin_mass = torch.logsumexp(neg, 0) - math.log(s) + self.data.dims * math.log(2 * half)
@@ -318,12 +345,22 @@ class EBM(GenerativeModel):
         result = self.partition()
         out["log_z"] = result.log_z
         if isinstance(result, GridResult):
-            out.update(log_z_error=result.error, grid_points=result.points, grid_cell=list(result.cell),
-                       grid_low=self.low.tolist(), grid_high=self.high.tolist(),
-                       grid_boundary_mass=result.boundary_mass, log_z_coarse=result.log_z_coarse)
+            out.update(
+                log_z_error=result.error,
+                grid_points=result.points,
+                grid_cell=list(result.cell),
+                grid_low=self.low.tolist(),
+                grid_high=self.high.tolist(),
+                grid_boundary_mass=result.boundary_mass,
+                log_z_coarse=result.log_z_coarse,
+            )
         else:
-            out.update(log_z_stderr=result.stderr, ais_chains=result.chains, ais_steps=result.steps,
-                       ais_acceptance=result.acceptance)
+            out.update(
+                log_z_stderr=result.stderr,
+                ais_chains=result.chains,
+                ais_steps=result.steps,
+                ais_acceptance=result.acceptance,
+            )
             if self.data.is_image:
                 out["nll_samples"] = self.config.nll_samples
         if self.log_z_nce is not None:

@@ -50,16 +50,21 @@ class ConvEnergy(nn.Module):
             wider = min(2 * width, 4 * channels)
             layers += [_maybe_sn(nn.Conv2d(width, wider, 3, stride=2, padding=1), spectral), nn.SiLU()]
             width, h, w = wider, (h + 1) // 2, (w + 1) // 2
-        layers += [_maybe_sn(nn.Conv2d(width, width, 3, padding=1), spectral), nn.SiLU(), nn.Flatten(),
-                   _maybe_sn(nn.Linear(width * h * w, out), spectral)]
+        layers += [
+            _maybe_sn(nn.Conv2d(width, width, 3, padding=1), spectral),
+            nn.SiLU(),
+            nn.Flatten(),
+            _maybe_sn(nn.Linear(width * h * w, out), spectral),
+        ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)  # (B, out)
 
 
-def energy_network(shape: tuple[int, ...], out: int, *, image: bool, hidden: int, depth: int, channels: int,
-                   spectral: bool) -> nn.Module:
+def energy_network(
+    shape: tuple[int, ...], out: int, *, image: bool, hidden: int, depth: int, channels: int, spectral: bool
+) -> nn.Module:
     """The network for data of ``shape``: convolutional for images, an MLP for vectors."""
     if image:
         return ConvEnergy(shape, out, channels, spectral)

@@ -39,7 +39,7 @@ def denoising_score_matching(energy: Energy, x: Tensor, sigma: float) -> tuple[T
     noisy = (x + sigma * eps).requires_grad_(True)
     e, grad = energy_grad(energy, noisy, create_graph=True)
     residual = (-grad + eps / sigma).flatten(1)  # score minus the target score, (B, D)
-    return 0.5 * sigma ** 2 * residual.pow(2).sum(1).mean(), e
+    return 0.5 * sigma**2 * residual.pow(2).sum(1).mean(), e
 
 
 def noise_contrastive(log_ratio_data: Tensor, log_ratio_noise: Tensor) -> Tensor:

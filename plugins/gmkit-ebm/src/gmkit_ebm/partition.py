@@ -56,14 +56,16 @@ class AISResult:
     log_weights: Tensor
 
 
-def _midpoint(energy: Energy, low: Tensor, high: Tensor, points: int, chunk: int) -> tuple[float, float, tuple[float, ...]]:
+def _midpoint(
+    energy: Energy, low: Tensor, high: Tensor, points: int, chunk: int
+) -> tuple[float, float, tuple[float, ...]]:
     """Midpoint rule on ``points`` cells per axis: ``(log Z, mass share of the outer ring, cell sizes)``."""
     d = low.numel()
     cell = (high - low) / points  # (D,)
     axes = [low[i] + cell[i] * (torch.arange(points, dtype=low.dtype, device=low.device) + 0.5) for i in range(d)]
     grid = torch.cartesian_prod(*axes).reshape(-1, d) if d > 1 else axes[0].reshape(-1, 1)  # (G^D, D)
     with torch.no_grad():
-        neg = torch.cat([-energy(grid[i:i + chunk]).double() for i in range(0, len(grid), chunk)])
+        neg = torch.cat([-energy(grid[i : i + chunk]).double() for i in range(0, len(grid), chunk)])
     log_cell = float(torch.log(cell.double()).sum())
     log_z = float(torch.logsumexp(neg, 0)) + log_cell
     index = torch.stack(torch.meshgrid(*[torch.arange(points)] * d, indexing="ij"), -1).reshape(-1, d)
@@ -95,9 +97,17 @@ def sigmoid_schedule(steps: int, sharpness: float = 4.0) -> Tensor:
     return (s - s[0]) / (s[-1] - s[0])
 
 
-def ais_log_partition(energy: Energy, low: Tensor, high: Tensor, shape: tuple[int, ...], chains: int = 64,
-                      steps: int = 500, step_size: float = 1e-3, max_scale: float = 100.0,
-                      generator: torch.Generator | None = None) -> AISResult:
+def ais_log_partition(
+    energy: Energy,
+    low: Tensor,
+    high: Tensor,
+    shape: tuple[int, ...],
+    chains: int = 64,
+    steps: int = 500,
+    step_size: float = 1e-3,
+    max_scale: float = 100.0,
+    generator: torch.Generator | None = None,
+) -> AISResult:
     r"""AIS estimate of :math:`\log\int_B e^{-E(x)}dx`; ``low``/``high`` broadcast to ``shape``.
 
     At inverse temperature :math:`\beta_t` the MALA step is

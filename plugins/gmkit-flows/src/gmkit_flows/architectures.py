@@ -39,9 +39,19 @@ def _mixer(kind: str, features: int, seed: int) -> list[Transform]:
     raise ConfigError(f"mixing layer must be one of {', '.join(MIXERS)}, got '{kind}'")
 
 
-def autoregressive_stack(features: int, layers: int = 5, kind: str = "affine", hidden: int = 64, depth: int = 2,
-                         dropout: float = 0.0, mixer: str = "reverse", actnorm: bool = True, bins: int = 8,
-                         bound: float = 5.0, seed: int = 0) -> Compose:
+def autoregressive_stack(
+    features: int,
+    layers: int = 5,
+    kind: str = "affine",
+    hidden: int = 64,
+    depth: int = 2,
+    dropout: float = 0.0,
+    mixer: str = "reverse",
+    actnorm: bool = True,
+    bins: int = 8,
+    bound: float = 5.0,
+    seed: int = 0,
+) -> Compose:
     """``layers`` x [ActNorm?, masked autoregressive layer, mixer], the last mixer dropped."""
     parts: list[Transform] = []
     for i in range(layers):
@@ -53,9 +63,19 @@ def autoregressive_stack(features: int, layers: int = 5, kind: str = "affine", h
     return Compose(*parts)
 
 
-def coupling_stack(features: int, layers: int = 6, kind: str = "affine", hidden: int = 64, depth: int = 2,
-                   dropout: float = 0.0, mixer: str = "none", actnorm: bool = True, bins: int = 8,
-                   bound: float = 5.0, seed: int = 0) -> Compose:
+def coupling_stack(
+    features: int,
+    layers: int = 6,
+    kind: str = "affine",
+    hidden: int = 64,
+    depth: int = 2,
+    dropout: float = 0.0,
+    mixer: str = "none",
+    actnorm: bool = True,
+    bins: int = 8,
+    bound: float = 5.0,
+    seed: int = 0,
+) -> Compose:
     """``layers`` x [ActNorm?, mixer, coupling on alternating halves]."""
     parts: list[Transform] = []
     for i in range(layers):
@@ -67,8 +87,16 @@ def coupling_stack(features: int, layers: int = 6, kind: str = "affine", hidden:
     return Compose(*parts)
 
 
-def _couplings(shape: tuple[int, int, int], mask: str, steps: int, kind: str, hidden: int, blocks: int,
-               dropout: float, actnorm: bool) -> list[Transform]:
+def _couplings(
+    shape: tuple[int, int, int],
+    mask: str,
+    steps: int,
+    kind: str,
+    hidden: int,
+    blocks: int,
+    dropout: float,
+    actnorm: bool,
+) -> list[Transform]:
     parts: list[Transform] = []
     for i in range(steps):
         if actnorm:
@@ -77,8 +105,16 @@ def _couplings(shape: tuple[int, int, int], mask: str, steps: int, kind: str, hi
     return parts
 
 
-def multiscale(shape: tuple[int, int, int], scales: int = 2, steps: int = 3, kind: str = "affine",
-               hidden: int = 64, blocks: int = 2, dropout: float = 0.0, actnorm: bool = True) -> Compose:
+def multiscale(
+    shape: tuple[int, int, int],
+    scales: int = 2,
+    steps: int = 3,
+    kind: str = "affine",
+    hidden: int = 64,
+    blocks: int = 2,
+    dropout: float = 0.0,
+    actnorm: bool = True,
+) -> Compose:
     r"""RealNVP's multi-scale flow on ``(C, H, W)``, output of the same shape.
 
     Each scale: ``steps`` checkerboard couplings, squeeze, ``steps`` channel
@@ -100,8 +136,16 @@ def multiscale(shape: tuple[int, int, int], scales: int = 2, steps: int = 3, kin
     )
 
 
-def glow(shape: tuple[int, int, int], levels: int = 2, steps: int = 8, kind: str = "affine", hidden: int = 64,
-         blocks: int = 2, dropout: float = 0.0, seed: int = 0) -> Compose:
+def glow(
+    shape: tuple[int, int, int],
+    levels: int = 2,
+    steps: int = 8,
+    kind: str = "affine",
+    hidden: int = 64,
+    blocks: int = 2,
+    dropout: float = 0.0,
+    seed: int = 0,
+) -> Compose:
     r"""Glow on ``(C, H, W)``: per level squeeze, ``steps`` x [ActNorm, 1x1 conv, coupling], split half."""
     c, h, w = shape
     if h % 2 or w % 2:
@@ -109,11 +153,14 @@ def glow(shape: tuple[int, int, int], levels: int = 2, steps: int = 8, kind: str
     squeezed = (4 * c, h // 2, w // 2)
     parts: list[Transform] = [Squeeze()]
     for i in range(steps):
-        parts += [ActNorm(squeezed[0]), InvertibleLinear(squeezed[0], seed=seed + i),
-                  coupling(squeezed, kind, "channel", 0, hidden, blocks, dropout)]
+        parts += [
+            ActNorm(squeezed[0]),
+            InvertibleLinear(squeezed[0], seed=seed + i),
+            coupling(squeezed, kind, "channel", 0, hidden, blocks, dropout),
+        ]
     if levels > 1:
         if h // 2 % 2 or w // 2 % 2:
-            raise ConfigError(f"glow with {levels} levels needs sizes divisible by {2 ** levels}, got {h}x{w}")
+            raise ConfigError(f"glow with {levels} levels needs sizes divisible by {2**levels}, got {h}x{w}")
         kept = (2 * c, h // 2, w // 2)
         parts.append(Split(2 * c, glow(kept, levels - 1, steps, kind, hidden, blocks, dropout, seed + steps)))
     parts.append(Inverse(Squeeze()))

@@ -54,8 +54,17 @@ class MaskedAutoregressive(Transform):
         return x, ladj.sum(-1)
 
 
-def maf_layer(features: int, kind: str = "affine", hidden: int = 64, depth: int = 2, order: str = "forward",
-              dropout: float = 0.0, bins: int = 8, bound: float = 5.0, seed: int = 0) -> MaskedAutoregressive:
+def maf_layer(
+    features: int,
+    kind: str = "affine",
+    hidden: int = 64,
+    depth: int = 2,
+    order: str = "forward",
+    dropout: float = 0.0,
+    bins: int = 8,
+    bound: float = 5.0,
+    seed: int = 0,
+) -> MaskedAutoregressive:
     """A masked autoregressive layer by option names (registered as transforms ``maf`` and ``made_spline``).
 
     ``order``: ``forward`` (1..D), ``reverse`` (D..1) or ``random`` (a permutation drawn from ``seed``).
@@ -73,7 +82,16 @@ def maf_layer(features: int, kind: str = "affine", hidden: int = 64, depth: int 
     return MaskedAutoregressive(g, MADE(features, g.params, (hidden,) * depth, degrees, dropout))
 
 
-def iaf_layer(features: int, kind: str = "affine", hidden: int = 64, depth: int = 2, order: str = "forward",
-              dropout: float = 0.0, bins: int = 8, bound: float = 5.0, seed: int = 0) -> Inverse:
+def iaf_layer(
+    features: int,
+    kind: str = "affine",
+    hidden: int = 64,
+    depth: int = 2,
+    order: str = "forward",
+    dropout: float = 0.0,
+    bins: int = 8,
+    bound: float = 5.0,
+    seed: int = 0,
+) -> Inverse:
     """IAF: the inverse of :func:`maf_layer` (one pass to sample, ``D`` passes to evaluate a density)."""
     return Inverse(maf_layer(features, kind, hidden, depth, order, dropout, bins, bound, seed))

@@ -78,8 +78,17 @@ class Coupling(Transform):
         return self._finish(y, x, ladj)
 
 
-def coupling(shape: int | tuple[int, ...], kind: str = "affine", mask: str = "half", parity: int = 0,
-             hidden: int = 64, depth: int = 2, dropout: float = 0.0, bins: int = 8, bound: float = 5.0) -> Coupling:
+def coupling(
+    shape: int | tuple[int, ...],
+    kind: str = "affine",
+    mask: str = "half",
+    parity: int = 0,
+    hidden: int = 64,
+    depth: int = 2,
+    dropout: float = 0.0,
+    bins: int = 8,
+    bound: float = 5.0,
+) -> Coupling:
     """A coupling layer by option names (the registered ``transform`` components).
 
     ``shape``: ``D`` for vectors (``mask="half"``, MLP conditioner with ``depth``
@@ -95,7 +104,8 @@ def coupling(shape: int | tuple[int, ...], kind: str = "affine", mask: str = "ha
         net = MLP(shape[0], shape[0], g.params, (hidden,) * depth, dropout)
         return Coupling(half_mask(shape[0], parity), g, net)
     if len(shape) != 3 or mask not in ("checkerboard", "channel"):
-        raise ConfigError(f"image coupling needs shape (C, H, W) and mask 'checkerboard' or 'channel', got {shape}, '{mask}'")
+        raise ConfigError(
+            f"image coupling needs shape (C, H, W) and mask 'checkerboard' or 'channel', got {shape}, '{mask}'"
+        )
     m = checkerboard_mask(shape, parity) if mask == "checkerboard" else channel_mask(shape, parity)
     return Coupling(m, g, ConvNet(shape[0], shape[0], g.params, hidden, depth, dropout))
-

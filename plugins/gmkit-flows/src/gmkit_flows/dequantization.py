@@ -30,8 +30,9 @@ from .nets import ConvNet
 __all__ = ["LogitNormalDequantizer", "uniform_noise"]
 
 
-def uniform_noise(x: Tensor, generator: torch.Generator | None = None,
-                  dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+def uniform_noise(
+    x: Tensor, generator: torch.Generator | None = None, dtype: torch.dtype | None = None
+) -> tuple[Tensor, Tensor]:
     """``u ~ U[0,1)`` shaped like ``x`` and ``log q(u) = 0`` per example."""
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=dtype or torch.get_default_dtype())
     return u, u.new_zeros(x.shape[0])

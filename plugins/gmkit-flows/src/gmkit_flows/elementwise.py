@@ -107,7 +107,7 @@ class RationalQuadraticSpline(Elementwise):
 
     def _knots(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         K, B = self.bins, self.bound
-        w, h, d = theta[..., :K], theta[..., K:2 * K], theta[..., 2 * K:]
+        w, h, d = theta[..., :K], theta[..., K : 2 * K], theta[..., 2 * K :]
 
         def edges(raw: Tensor) -> Tensor:
             p = self.min_bin + (1 - self.min_bin * K) * torch.softmax(raw, dim=-1)

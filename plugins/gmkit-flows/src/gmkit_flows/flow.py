@@ -64,20 +64,43 @@ def _prior(shape: int | tuple[int, ...], base: str, build) -> Flow:  # noqa: ANN
     return Flow(transform, _base(base, features), shape)
 
 
-def maf_prior(shape: int | tuple[int, ...], layers: int = 5, hidden: int = 64, depth: int = 2,
-              dropout: float = 0.0, base: str = "standard_normal") -> Flow:
+def maf_prior(
+    shape: int | tuple[int, ...],
+    layers: int = 5,
+    hidden: int = 64,
+    depth: int = 2,
+    dropout: float = 0.0,
+    base: str = "standard_normal",
+) -> Flow:
     """MAF prior: ``layers`` affine MADE layers with reversed orders between them, ActNorm before each."""
     return _prior(shape, base, lambda d: autoregressive_stack(d, layers, "affine", hidden, depth, dropout))
 
 
-def nsf_prior(shape: int | tuple[int, ...], layers: int = 4, hidden: int = 64, depth: int = 2, bins: int = 8,
-              bound: float = 5.0, dropout: float = 0.0, base: str = "standard_normal") -> Flow:
+def nsf_prior(
+    shape: int | tuple[int, ...],
+    layers: int = 4,
+    hidden: int = 64,
+    depth: int = 2,
+    bins: int = 8,
+    bound: float = 5.0,
+    dropout: float = 0.0,
+    base: str = "standard_normal",
+) -> Flow:
     """Autoregressive rational-quadratic spline prior with LU-linear mixing (NSF)."""
-    return _prior(shape, base, lambda d: autoregressive_stack(d, layers, "spline", hidden, depth, dropout, "lu",
-                                                                True, bins, bound))
+    return _prior(
+        shape,
+        base,
+        lambda d: autoregressive_stack(d, layers, "spline", hidden, depth, dropout, "lu", True, bins, bound),
+    )
 
 
-def realnvp_prior(shape: int | tuple[int, ...], layers: int = 6, hidden: int = 64, depth: int = 2,
-                  dropout: float = 0.0, base: str = "standard_normal") -> Flow:
+def realnvp_prior(
+    shape: int | tuple[int, ...],
+    layers: int = 6,
+    hidden: int = 64,
+    depth: int = 2,
+    dropout: float = 0.0,
+    base: str = "standard_normal",
+) -> Flow:
     """RealNVP prior: affine couplings on alternating halves, ActNorm before each."""
     return _prior(shape, base, lambda d: coupling_stack(d, layers, "affine", hidden, depth, dropout))

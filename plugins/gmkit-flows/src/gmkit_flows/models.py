@@ -46,13 +46,26 @@ _UNIT = [v.instance_of(float), v.ge(0.0), v.lt(1.0)]
 
 
 def _dropout() -> Any:
-    return option(None, f"dropout in the conditioners; default (none): {IMAGE_DROPOUT} on images "
-                  "(small image sets overfit), 0 on vectors", v.optional(_UNIT))
+    return option(
+        None,
+        f"dropout in the conditioners; default (none): {IMAGE_DROPOUT} on images "
+        "(small image sets overfit), 0 on vectors",
+        v.optional(_UNIT),
+    )
 
 
 #: Trainer settings under which every default config reaches its documented figure (a 5-minute budget).
-TRAIN_DEFAULTS: dict[str, Any] = {"steps": 4000, "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "warmup": 100,
-                                  "grad_clip": 5.0, "eval_every": 200, "patience": 6, "max_minutes": 5.0}
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "steps": 4000,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "schedule": "cosine",
+    "warmup": 100,
+    "grad_clip": 5.0,
+    "eval_every": 200,
+    "patience": 6,
+    "max_minutes": 5.0,
+}
 
 #: Trainer settings on vector data (the 2D densities of docs/models/flows.md): batches of 256 (the test NLL of
 #: 8gaussians and checkerboard keeps falling with less gradient noise), no early stop (the end of the cosine
@@ -68,10 +81,14 @@ class DataOptions:
     """Options on how a flow meets its data (shared by every flow model)."""
 
     base: str = option("standard_normal", "registered prior used as the base density p_Z")
-    dequantization: str = option("uniform", "images: uniform, or variational (a learned logit-normal q(u given x))",
-                                 v.in_(("uniform", "variational")))
-    preprocess: str = option("logit", "images: logit (y -> logit(alpha + (1-2 alpha) y)) or affine (y -> 2y - 1)",
-                             v.in_(("logit", "affine")))
+    dequantization: str = option(
+        "uniform",
+        "images: uniform, or variational (a learned logit-normal q(u given x))",
+        v.in_(("uniform", "variational")),
+    )
+    preprocess: str = option(
+        "logit", "images: logit (y -> logit(alpha + (1-2 alpha) y)) or affine (y -> 2y - 1)", v.in_(("logit", "affine"))
+    )
     logit_alpha: float = option(0.05, "images: the alpha of the logit preprocessing, in [0, 0.5)", _UNIT)
     nll_samples: int = option(8, "images: importance-weighted dequantisation draws per example in nll", _POSITIVE)
     dequantizer_hidden: int = option(32, "images, variational: channels of the dequantiser CNN", _POSITIVE)
@@ -93,16 +110,18 @@ class FlowModel(GenerativeModel):
             raise DataError(f"{data.name}: images need levels >= 2 for dequantisation")
         shape = tuple(data.shape)
         if data.is_image:
-            pre: Transform = (Logit(config.logit_alpha) if config.preprocess == "logit"
-                              else ScaleShift(2.0, -1.0))
+            pre: Transform = Logit(config.logit_alpha) if config.preprocess == "logit" else ScaleShift(2.0, -1.0)
             self.transform = Compose(pre, self.build(shape))
         else:
             self.transform = self.build(shape)
         from gmkit_core.registry import registry
 
         self.base: Prior = registry.get("prior", config.base, shape=shape)
-        self.dequantizer = (LogitNormalDequantizer(shape, data.levels, config.dequantizer_hidden)
-                            if data.is_image and config.dequantization == "variational" else None)
+        self.dequantizer = (
+            LogitNormalDequantizer(shape, data.levels, config.dequantizer_hidden)
+            if data.is_image and config.dequantization == "variational"
+            else None
+        )
 
     #: trainer settings on vector data (:meth:`defaults_for`); ``train_defaults`` hold for images
     vector_train_defaults: ClassVar[dict[str, Any]] = VECTOR_TRAIN_DEFAULTS
@@ -168,8 +187,7 @@ class FlowModel(GenerativeModel):
         return out
 
     # -- sampling --------------------------------------------------------------
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         if condition is not None:
             raise ConfigError(f"{type(self).__name__} is unconditional; sample without a label")
         with torch.no_grad():
@@ -211,13 +229,18 @@ def _flat(shape: tuple[int, ...], stack: Transform) -> Transform:
 
 @attrs.frozen
 class MAFConfig(DataOptions):
-    layers: int | None = option(None, "number of MADE layers; default (none): 10 on images, 20 on vectors",
-                                v.optional(_POSITIVE))
+    layers: int | None = option(
+        None, "number of MADE layers; default (none): 10 on images, 20 on vectors", v.optional(_POSITIVE)
+    )
     hidden: int = option(128, "hidden units per MADE layer", _POSITIVE)
     depth: int = option(2, "hidden layers per MADE", _POSITIVE)
     dropout: float | None = _dropout()
-    mixer: str = option("auto", "between layers: none, reverse (permutation), lu (invertible linear), or auto "
-                        "(reverse on images, lu on vectors)", v.in_(("auto", *MIXERS)))
+    mixer: str = option(
+        "auto",
+        "between layers: none, reverse (permutation), lu (invertible linear), or auto "
+        "(reverse on images, lu on vectors)",
+        v.in_(("auto", *MIXERS)),
+    )
     actnorm: bool = option(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
 
 
@@ -235,22 +258,35 @@ class MAF(FlowModel):
 
     def build(self, shape: tuple[int, ...]) -> Transform:
         c = self.config
-        stack = autoregressive_stack(math.prod(shape), self.setting("layers"), "affine", c.hidden, c.depth,
-                                     self.dropout, self.setting("mixer"), c.actnorm, seed=c.seed)
+        stack = autoregressive_stack(
+            math.prod(shape),
+            self.setting("layers"),
+            "affine",
+            c.hidden,
+            c.depth,
+            self.dropout,
+            self.setting("mixer"),
+            c.actnorm,
+            seed=c.seed,
+        )
         return _flat(shape, stack)
 
 
 @attrs.frozen
 class NSFConfig(DataOptions):
-    structure: str = option("autoregressive", "autoregressive (MADE) or coupling layers",
-                            v.in_(("autoregressive", "coupling")))
+    structure: str = option(
+        "autoregressive", "autoregressive (MADE) or coupling layers", v.in_(("autoregressive", "coupling"))
+    )
     layers: int = option(4, "number of spline layers", _POSITIVE)
     hidden: int = option(128, "hidden units per conditioner layer", _POSITIVE)
     depth: int = option(2, "hidden layers per conditioner", _POSITIVE)
     bins: int | None = option(None, "spline bins K; default (none): 8 on images, 16 on vectors", v.optional(_POSITIVE))
-    bound: float | None = option(None, "the spline acts on [-bound, bound], identity outside; default (none): 5 on "
-                                 "images, 3 on vectors (ActNorm has scaled them to unit variance)",
-                                 v.optional([v.instance_of(float), v.gt(0.0)]))
+    bound: float | None = option(
+        None,
+        "the spline acts on [-bound, bound], identity outside; default (none): 5 on "
+        "images, 3 on vectors (ActNorm has scaled them to unit variance)",
+        v.optional([v.instance_of(float), v.gt(0.0)]),
+    )
     dropout: float | None = _dropout()
     mixer: str = option("lu", "between layers: none, reverse (permutation) or lu (invertible linear)", v.in_(MIXERS))
     actnorm: bool = option(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
@@ -271,15 +307,27 @@ class NSF(FlowModel):
     def build(self, shape: tuple[int, ...]) -> Transform:
         c = self.config
         make = autoregressive_stack if c.structure == "autoregressive" else coupling_stack
-        stack = make(math.prod(shape), c.layers, "spline", c.hidden, c.depth, self.dropout, c.mixer, c.actnorm,
-                     self.setting("bins"), self.setting("bound"), c.seed)
+        stack = make(
+            math.prod(shape),
+            c.layers,
+            "spline",
+            c.hidden,
+            c.depth,
+            self.dropout,
+            c.mixer,
+            c.actnorm,
+            self.setting("bins"),
+            self.setting("bound"),
+            c.seed,
+        )
         return _flat(shape, stack)
 
 
 @attrs.frozen
 class RealNVPConfig(DataOptions):
-    coupling: str = option("affine", "affine (RealNVP) or additive (NICE, volume preserving)",
-                           v.in_(("affine", "additive")))
+    coupling: str = option(
+        "affine", "affine (RealNVP) or additive (NICE, volume preserving)", v.in_(("affine", "additive"))
+    )
     scales: int = option(2, "images: multi-scale levels (squeeze and factor out half per level)", _POSITIVE)
     steps: int = option(3, "images: couplings per mask type per scale; vectors: half of the coupling layers", _POSITIVE)
     hidden: int = option(64, "conditioner width (CNN channels for images, MLP units for vectors)", _POSITIVE)
@@ -301,8 +349,9 @@ class RealNVP(FlowModel):
         c = self.config
         if len(shape) == 3:
             return multiscale(shape, c.scales, c.steps, c.coupling, c.hidden, c.depth, self.dropout, c.actnorm)
-        return coupling_stack(math.prod(shape), 2 * c.steps, c.coupling, c.hidden, c.depth, self.dropout, "none",
-                              c.actnorm)
+        return coupling_stack(
+            math.prod(shape), 2 * c.steps, c.coupling, c.hidden, c.depth, self.dropout, "none", c.actnorm
+        )
 
 
 @attrs.frozen

@@ -28,8 +28,9 @@ def _zero(layer: nn.Module) -> nn.Module:
 class MLP(nn.Module):
     """``(B, D_in) -> (B, D, P)``: residual-free MLP with GELU and optional dropout."""
 
-    def __init__(self, in_features: int, features: int, params: int, hidden: tuple[int, ...] = (64, 64),
-                 dropout: float = 0.0):
+    def __init__(
+        self, in_features: int, features: int, params: int, hidden: tuple[int, ...] = (64, 64), dropout: float = 0.0
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features
@@ -68,8 +69,14 @@ class MADE(nn.Module):
     Reference: Germain et al., MADE (2015, arXiv:1502.03509).
     """
 
-    def __init__(self, features: int, params: int, hidden: tuple[int, ...] = (64, 64),
-                 order: Tensor | None = None, dropout: float = 0.0):
+    def __init__(
+        self,
+        features: int,
+        params: int,
+        hidden: tuple[int, ...] = (64, 64),
+        order: Tensor | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         order = torch.arange(1, features + 1) if order is None else torch.as_tensor(order)
         self.register_buffer("order", order.long())
@@ -96,8 +103,9 @@ class MADE(nn.Module):
 class _Block(nn.Module):
     def __init__(self, width: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
-                                 nn.Dropout(dropout), nn.Conv2d(width, width, 1))
+        self.net = nn.Sequential(
+            nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Dropout(dropout), nn.Conv2d(width, width, 1)
+        )
 
     def forward(self, h: Tensor) -> Tensor:
         return h + self.net(h)
@@ -106,8 +114,9 @@ class _Block(nn.Module):
 class ConvNet(nn.Module):
     """``(B, C_in, H, W) -> (B, C, H, W, P)``: 3x3 conv, residual blocks, zero-initialised 3x3 conv."""
 
-    def __init__(self, in_channels: int, channels: int, params: int, hidden: int = 64, blocks: int = 2,
-                 dropout: float = 0.0):
+    def __init__(
+        self, in_channels: int, channels: int, params: int, hidden: int = 64, blocks: int = 2, dropout: float = 0.0
+    ):
         super().__init__()
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 3, padding=1),

@@ -13,14 +13,30 @@ _BOUND = "exact on vector data; an upper bound (dequantisation) on discrete imag
 
 @hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    register("realnvp", f"{_PKG}.models:RealNVP", family="flow",
-             description=f"RealNVP/NICE coupling flow, multi-scale on images; {_BOUND}")
-    register("glow", f"{_PKG}.models:Glow", family="flow",
-             description="Glow: ActNorm, LU 1x1 conv, affine coupling, multi-scale; images, dequantisation bound")
-    register("maf", f"{_PKG}.models:MAF", family="flow",
-             description=f"masked autoregressive flow (vectors, flattened images); {_BOUND}")
-    register("nsf", f"{_PKG}.models:NSF", family="flow",
-             description=f"neural spline flow, autoregressive or coupling; {_BOUND}")
+    register(
+        "realnvp",
+        f"{_PKG}.models:RealNVP",
+        family="flow",
+        description=f"RealNVP/NICE coupling flow, multi-scale on images; {_BOUND}",
+    )
+    register(
+        "glow",
+        f"{_PKG}.models:Glow",
+        family="flow",
+        description="Glow: ActNorm, LU 1x1 conv, affine coupling, multi-scale; images, dequantisation bound",
+    )
+    register(
+        "maf",
+        f"{_PKG}.models:MAF",
+        family="flow",
+        description=f"masked autoregressive flow (vectors, flattened images); {_BOUND}",
+    )
+    register(
+        "nsf",
+        f"{_PKG}.models:NSF",
+        family="flow",
+        description=f"neural spline flow, autoregressive or coupling; {_BOUND}",
+    )
 
 
 @hookimpl
@@ -32,7 +48,11 @@ def gmkit_register_components(register):  # type: ignore[no-untyped-def]
     ):
         register("prior", name, f"{_PKG}.flow:{attr}", description=text)
     for name, target, text in (
-        ("coupling", "coupling:coupling", "coupling layer: additive (NICE), affine (RealNVP) or spline; half, checkerboard or channel mask"),
+        (
+            "coupling",
+            "coupling:coupling",
+            "coupling layer: additive (NICE), affine (RealNVP) or spline; half, checkerboard or channel mask",
+        ),
         ("maf", "autoregressive:maf_layer", "masked autoregressive layer (MADE): affine, additive or spline"),
         ("iaf", "autoregressive:iaf_layer", "inverse autoregressive layer: the inverse of `maf`"),
         ("actnorm", "linear:ActNorm", "per-channel affine with data-dependent initialisation"),

@@ -52,12 +52,12 @@ class Split(Transform):
         self.out_channels, self.inner = out_channels, inner
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x_out, x_in = x[:, : self.out_channels], x[:, self.out_channels:]
+        x_out, x_in = x[:, : self.out_channels], x[:, self.out_channels :]
         y_in, ladj = self.inner(x_in)
         return torch.cat([x_out, y_in], 1), ladj
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        y_out, y_in = y[:, : self.out_channels], y[:, self.out_channels:]
+        y_out, y_in = y[:, : self.out_channels], y[:, self.out_channels :]
         x_in, ladj = self.inner.inverse(y_in)
         return torch.cat([y_out, x_in], 1), ladj
 

@@ -53,8 +53,8 @@ def _shift_indices(size: int, shift: Tensor) -> Tensor:
 def shift_images(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
     """``out[b, :, i, j] = x[b, :, i - dy_b, j - dx_b]`` (zero outside the image) for integer shifts ``(B,)``."""
     b, _, h, w = x.shape
-    rows, cols = _shift_indices(h, dy), _shift_indices(w, dx)                     # (B, H), (B, W)
-    padded = torch.nn.functional.pad(x, (0, 1, 0, 1))                            # index -1 hits the zero row/col
+    rows, cols = _shift_indices(h, dy), _shift_indices(w, dx)  # (B, H), (B, W)
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 1))  # index -1 hits the zero row/col
     batch = torch.arange(b, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
@@ -76,9 +76,9 @@ def cutout(x: Tensor, ratio: float = 0.5) -> Tensor:
     cy = torch.randint(0, h + (1 - sh % 2), (b, 1), device=x.device)
     cx = torch.randint(0, w + (1 - sw % 2), (b, 1), device=x.device)
     ys, xs = torch.arange(h, device=x.device)[None], torch.arange(w, device=x.device)[None]
-    inside_y = (ys >= cy - sh // 2) & (ys < cy - sh // 2 + sh)                    # (B, H)
-    inside_x = (xs >= cx - sw // 2) & (xs < cx - sw // 2 + sw)                    # (B, W)
-    keep = ~(inside_y[:, :, None] & inside_x[:, None, :])                         # (B, H, W)
+    inside_y = (ys >= cy - sh // 2) & (ys < cy - sh // 2 + sh)  # (B, H)
+    inside_x = (xs >= cx - sw // 2) & (xs < cx - sw // 2 + sw)  # (B, W)
+    keep = ~(inside_y[:, :, None] & inside_x[:, None, :])  # (B, H, W)
     return x * keep[:, None].to(x.dtype)
 
 

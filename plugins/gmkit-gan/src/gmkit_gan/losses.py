@@ -71,8 +71,9 @@ def _input_gradient_norms(critic: Callable[[Tensor], Tensor], x: Tensor) -> Tens
     return grad.flatten(1).norm(dim=1)
 
 
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     generator: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
     r"""WGAN-GP's :math:`\mathbb E_{\hat x}\,(\lVert\nabla_{\hat x} D(\hat x)\rVert_2 - 1)^2` (without its weight :math:`\lambda`).
 
     :math:`\hat x = \epsilon x + (1 - \epsilon)\tilde x` with one

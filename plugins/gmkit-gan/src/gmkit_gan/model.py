@@ -76,35 +76,46 @@ def _policy(instance: Any, attribute: attrs.Attribute, value: str) -> None:
 class GANConfig:
     """Options of ``gan`` and ``cgan``."""
 
-    loss: str = option("non_saturating", "adversarial loss: non_saturating, hinge, least_squares or wgan_gp",
-                       validator=v.in_(LOSSES))
+    loss: str = option(
+        "non_saturating", "adversarial loss: non_saturating, hinge, least_squares or wgan_gp", validator=v.in_(LOSSES)
+    )
     latent_dim: int = option(32, "size d of the noise z ~ N(0, I)", validator=v.gt(0))
-    network: str = option("auto", "auto = conv (DCGAN) for images whose sides halve at least once to >= 4, else mlp",
-                          validator=v.in_(NETWORKS))
-    hidden: tuple[int, ...] = option((256, 256, 256), "hidden widths of the MLP generator and discriminator (mlp)",
-                                     converter=tuple)
+    network: str = option(
+        "auto",
+        "auto = conv (DCGAN) for images whose sides halve at least once to >= 4, else mlp",
+        validator=v.in_(NETWORKS),
+    )
+    hidden: tuple[int, ...] = option(
+        (256, 256, 256), "hidden widths of the MLP generator and discriminator (mlp)", converter=tuple
+    )
     channels: int = option(32, "conv channels at full resolution, doubled at each halving (conv)", validator=v.gt(0))
-    features: int = option(128, "width of the conv discriminator's last hidden layer (the projection features)",
-                           validator=v.gt(0))
+    features: int = option(
+        128, "width of the conv discriminator's last hidden layer (the projection features)", validator=v.gt(0)
+    )
     spectral_norm: bool = option(False, "spectral normalisation of every discriminator layer (Lipschitz bound)")
-    gp_weight: float = option(10.0, "weight lambda of the WGAN-GP gradient penalty (loss=wgan_gp only)",
-                              validator=v.ge(0.0))
+    gp_weight: float = option(
+        10.0, "weight lambda of the WGAN-GP gradient penalty (loss=wgan_gp only)", validator=v.ge(0.0)
+    )
     r1_gamma: float = option(1.0, "R1 penalty gamma/2 E||grad_x D(x)||^2 on real data (0: off)", validator=v.ge(0.0))
     n_critic: int = option(1, "discriminator updates (each on a new batch) per generator update", validator=v.gt(0))
     g_lr: float = option(0.0, "generator learning rate (0: train.lr)", validator=v.ge(0.0))
-    d_lr: float = option(0.0, "discriminator learning rate (0: train.lr); d_lr > g_lr is the two time-scale rule",
-                         validator=v.ge(0.0))
-    g_betas: tuple[float, ...] = option((0.5, 0.999), "Adam betas of the generator", validator=_betas,
-                                        converter=tuple)
-    d_betas: tuple[float, ...] = option((0.5, 0.999), "Adam betas of the discriminator", validator=_betas,
-                                        converter=tuple)
-    augment: str = option("", "DiffAugment for images, comma-separated: color, translation, cutout ('': off)",
-                          validator=_policy)
+    d_lr: float = option(
+        0.0, "discriminator learning rate (0: train.lr); d_lr > g_lr is the two time-scale rule", validator=v.ge(0.0)
+    )
+    g_betas: tuple[float, ...] = option((0.5, 0.999), "Adam betas of the generator", validator=_betas, converter=tuple)
+    d_betas: tuple[float, ...] = option(
+        (0.5, 0.999), "Adam betas of the discriminator", validator=_betas, converter=tuple
+    )
+    augment: str = option(
+        "", "DiffAugment for images, comma-separated: color, translation, cutout ('': off)", validator=_policy
+    )
     dequantize: bool = option(True, "add uniform noise within each level's bin to real images before D")
-    eval_samples: int = option(500, "fixed-seed samples whose Frechet distance to validation picks the best weights",
-                               validator=v.ge(2))
-    health_patience: int = option(1000, "consecutive steps D wins outright (both accuracies >= 0.99) before a warning",
-                                  validator=v.gt(0))
+    eval_samples: int = option(
+        500, "fixed-seed samples whose Frechet distance to validation picks the best weights", validator=v.ge(2)
+    )
+    health_patience: int = option(
+        1000, "consecutive steps D wins outright (both accuracies >= 0.99) before a warning", validator=v.gt(0)
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -128,12 +139,22 @@ class GAN(GenerativeModel):
     likelihood: ClassVar[str] = "none"
     conditional = False
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 2000, "batch_size": 64, "lr": 2e-4, "optimizer": "adam", "weight_decay": 0.0,
-        "schedule": "constant", "warmup": 0, "grad_clip": 0.0, "ema": 0.995, "eval_every": 500,
-        "checkpoint_every": 1000, "patience": 0,
+        "steps": 2000,
+        "batch_size": 64,
+        "lr": 2e-4,
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "schedule": "constant",
+        "warmup": 0,
+        "grad_clip": 0.0,
+        "ema": 0.995,
+        "eval_every": 500,
+        "checkpoint_every": 1000,
+        "patience": 0,
     }
     vector_defaults: ClassVar[dict[str, Any]] = {
-        **train_defaults, "batch_size": 256,
+        **train_defaults,
+        "batch_size": 256,
     }
 
     shift: Tensor
@@ -143,12 +164,15 @@ class GAN(GenerativeModel):
     def __init__(self, config: GANConfig, data: DataSpec):
         super().__init__(config, data)
         if data.kind not in ("image", "vector"):
-            raise DataError(f"{type(self).__name__.lower()} models images and vectors, not {data.kind} data "
-                            f"({data.name})")
+            raise DataError(
+                f"{type(self).__name__.lower()} models images and vectors, not {data.kind} data ({data.name})"
+            )
         self.policy = parse_policy(config.augment)
         if self.policy and not data.is_image:
-            raise ConfigError(f"augment={config.augment!r}: DiffAugment applies to images; {data.name} is vector "
-                              "data, so set augment=''")
+            raise ConfigError(
+                f"augment={config.augment!r}: DiffAugment applies to images; {data.name} is vector "
+                "data, so set augment=''"
+            )
         classes = self._classes(data)
         self.network = self._network(data, config.network)
         if self.network == "conv":
@@ -172,8 +196,10 @@ class GAN(GenerativeModel):
     def _network(data: DataSpec, choice: str) -> str:
         can_conv = data.is_image and halvings(*data.shape[1:]) > 0
         if choice == "conv" and not can_conv:
-            raise ConfigError(f"network=conv needs images whose sides halve to at least 4 (e.g. 8x8); {data.name} "
-                              f"is {data.kind} {tuple(data.shape)}: use network=mlp")
+            raise ConfigError(
+                f"network=conv needs images whose sides halve to at least 4 (e.g. 8x8); {data.name} "
+                f"is {data.kind} {tuple(data.shape)}: use network=mlp"
+            )
         return ("conv" if can_conv else "mlp") if choice == "auto" else choice
 
     def _classes(self, data: DataSpec) -> int:
@@ -194,10 +220,12 @@ class GAN(GenerativeModel):
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         c = self.config
         return {
-            "generator": OptimizerGroup(self._params(self.generator), lr=c.g_lr or None,
-                                        betas=(c.g_betas[0], c.g_betas[1])),
-            "discriminator": OptimizerGroup(self._params(self.discriminator), lr=c.d_lr or None,
-                                            betas=(c.d_betas[0], c.d_betas[1])),
+            "generator": OptimizerGroup(
+                self._params(self.generator), lr=c.g_lr or None, betas=(c.g_betas[0], c.g_betas[1])
+            ),
+            "discriminator": OptimizerGroup(
+                self._params(self.discriminator), lr=c.d_lr or None, betas=(c.d_betas[0], c.d_betas[1])
+            ),
         }
 
     @staticmethod
@@ -231,8 +259,9 @@ class GAN(GenerativeModel):
     def generate(self, n: int, labels: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``G(z, y)`` for ``z ~ N(0, I)`` ``(n, d)``: ``(n, *shape)`` in model space (with gradients)."""
         device = self.shift.device
-        z = torch.randn(n, self.config.latent_dim, generator=generator,
-                        device=generator.device if generator is not None else device)
+        z = torch.randn(
+            n, self.config.latent_dim, generator=generator, device=generator.device if generator is not None else device
+        )
         return self.generator(z.to(device), labels)
 
     def critic(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -306,20 +335,26 @@ class GAN(GenerativeModel):
                 f"{type(self).__name__.lower()}: at step {index + 1} the discriminator has told every real from every "
                 f"fake example for {streak} consecutive steps, so the generator learns little and may collapse; "
                 "try --set spectral_norm=true, r1_gamma=1, loss=hinge or wgan_gp, augment=color,translation,cutout "
-                "(images), or a lower d_lr", DiscriminatorDominanceWarning, stacklevel=2)
+                "(images), or a lower d_lr",
+                DiscriminatorDominanceWarning,
+                stacklevel=2,
+            )
 
     # -- sampling and scoring ------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``(n, *shape)`` samples of the generator in eval mode (int64 levels for images).
 
         A conditional model with no ``condition`` draws the labels uniformly with ``generator``.
         """
         device = self.shift.device
         if self.conditional and condition is None:
-            condition = torch.randint(int(self.data.num_classes or 1), (n,), generator=generator,
-                                      device=generator.device if generator is not None else device)
+            condition = torch.randint(
+                int(self.data.num_classes or 1),
+                (n,),
+                generator=generator,
+                device=generator.device if generator is not None else device,
+            )
         if condition is not None:
             condition = condition.to(device).long()
         was_training = self.training
@@ -351,15 +386,21 @@ class GAN(GenerativeModel):
         device = self.shift.device
         rng = torch.Generator(device).manual_seed(EVAL_SEED)
         labels = torch.arange(n, device=device) % int(self.data.num_classes or 1) if self.conditional else None
-        parts = [self.sample(min(batch_size, n - s), condition=None if labels is None else labels[s:s + batch_size],
-                             generator=rng).cpu() for s in range(0, n, batch_size)]
+        parts = [
+            self.sample(
+                min(batch_size, n - s), condition=None if labels is None else labels[s : s + batch_size], generator=rng
+            ).cpu()
+            for s in range(0, n, batch_size)
+        ]
         return frechet_distance(reference, extractor(torch.cat(parts)))
 
     def describe(self) -> str:
         g = sum(p.numel() for p in self.generator.parameters())
         d = sum(p.numel() for p in self.discriminator.parameters())
-        return (f"{type(self).__name__} ({self.network}, {self.config.loss} loss; generator {g:,}, "
-                f"discriminator {d:,} parameters)")
+        return (
+            f"{type(self).__name__} ({self.network}, {self.config.loss} loss; generator {g:,}, "
+            f"discriminator {d:,} parameters)"
+        )
 
 
 class CGAN(GAN):

@@ -62,12 +62,13 @@ class ModeReport:
         return sum(c >= min_count for c in self.counts)
 
 
-def mode_report(x: Tensor, centres: Tensor | None = None, std: float = EIGHT_GAUSSIANS_STD,
-                radius: float = 3.0) -> ModeReport:
+def mode_report(
+    x: Tensor, centres: Tensor | None = None, std: float = EIGHT_GAUSSIANS_STD, radius: float = 3.0
+) -> ModeReport:
     """Assign ``x`` ``(N, 2)`` to the nearest of ``centres`` ``(K, 2)`` (default: ``8gaussians``); count within ``radius * std``."""
     centres = eight_gaussian_centres() if centres is None else centres.double()
-    d = torch.cdist(x.double(), centres)                             # (N, K)
-    nearest, k = d.min(dim=1)                                        # (N,), (N,)
+    d = torch.cdist(x.double(), centres)  # (N, K)
+    nearest, k = d.min(dim=1)  # (N,), (N,)
     good = nearest <= radius * std
     counts = torch.bincount(k[good], minlength=centres.shape[0])
     return ModeReport(tuple(int(c) for c in counts), float(good.double().mean()) if len(x) else 0.0, len(x))
@@ -83,9 +84,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     report = mode_report(gm.load(args.run).sample(args.n, seed=args.seed))
-    print(json.dumps({"run": args.run, "n": report.n, "modes_covered": report.modes_covered,
-                      "min_count": min(report.counts), "high_quality": report.high_quality,
-                      "counts": list(report.counts)}))
+    print(
+        json.dumps(
+            {
+                "run": args.run,
+                "n": report.n,
+                "modes_covered": report.modes_covered,
+                "min_count": min(report.counts),
+                "high_quality": report.high_quality,
+                "counts": list(report.counts),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,16 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from gmkit_core.data import DataSpec
 
-__all__ = ["halvings", "MLPGenerator", "ConvGenerator", "Discriminator", "mlp_trunk", "conv_trunk",
-           "ConditionalBatchNorm2d", "apply_spectral_norm"]
+__all__ = [
+    "halvings",
+    "MLPGenerator",
+    "ConvGenerator",
+    "Discriminator",
+    "mlp_trunk",
+    "conv_trunk",
+    "ConditionalBatchNorm2d",
+    "apply_spectral_norm",
+]
 
 
 def halvings(height: int, width: int, most: int = 4) -> int:
@@ -80,8 +88,8 @@ class MLPGenerator(nn.Module):
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.embed is not None:
             assert y is not None, "a conditional generator needs labels"  # internal
-            z = torch.cat([z, self.embed(y)], dim=1)                        # (B, 2d)
-        return self.net(z).view(-1, *self.shape)                           # (B, *shape)
+            z = torch.cat([z, self.embed(y)], dim=1)  # (B, 2d)
+        return self.net(z).view(-1, *self.shape)  # (B, *shape)
 
 
 class ConvGenerator(nn.Module):
@@ -107,12 +115,12 @@ class ConvGenerator(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self.project(z).view(-1, *self.base)                  # (B, C0, H/2^k, W/2^k)
+        h = self.project(z).view(-1, *self.base)  # (B, C0, H/2^k, W/2^k)
         h = self.act(self.norm0(h, y))
         for up, norm in zip(self.ups, self.norms, strict=True):
-            h = self.act(norm(up(h), y))                          # sides doubled, channels halved
-        h = self.act(self.norm_out(self.refine(h), y))            # (B, channels, H, W)
-        return torch.tanh(self.out(h))                            # (B, C, H, W)
+            h = self.act(norm(up(h), y))  # sides doubled, channels halved
+        h = self.act(self.norm_out(self.refine(h), y))  # (B, channels, H, W)
+        return torch.tanh(self.out(h))  # (B, C, H, W)
 
 
 def mlp_trunk(spec: DataSpec, hidden: tuple[int, ...]) -> tuple[nn.Module, int]:
@@ -148,8 +156,8 @@ class Discriminator(nn.Module):
         self.embed = nn.Embedding(num_classes, features) if num_classes else None
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self.trunk(x)                                          # (B, F)
-        out = self.head(h).squeeze(1)                              # (B,)
+        h = self.trunk(x)  # (B, F)
+        out = self.head(h).squeeze(1)  # (B,)
         if self.embed is not None:
             assert y is not None, "a projection discriminator needs labels"  # internal
             out = out + (self.embed(y) * h).sum(1)

@@ -9,7 +9,11 @@ from gmkit_core import hookimpl
 GMKIT_API = 2
 
 _MODELS = (
-    ("gan", "model:GAN", "GAN (DCGAN conv or MLP): non-saturating, hinge, least-squares or WGAN-GP loss; no likelihood"),
+    (
+        "gan",
+        "model:GAN",
+        "GAN (DCGAN conv or MLP): non-saturating, hinge, least-squares or WGAN-GP loss; no likelihood",
+    ),
     ("cgan", "model:CGAN", "label-conditional GAN: conditional batch norm generator, projection discriminator"),
 )
 

@@ -99,7 +99,7 @@ def m_step(mixture: GaussianMixture, x: Tensor, resp: Tensor, reg_covar: float) 
     loc = (resp.T @ x) / nk[:, None]  # (K, D)
     if mixture.covariance == "full":
         eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-        cov = torch.stack([(x - loc[k]).T @ ((x - loc[k]) * resp[:, k:k + 1]) for k in range(mixture.components)])
+        cov = torch.stack([(x - loc[k]).T @ ((x - loc[k]) * resp[:, k : k + 1]) for k in range(mixture.components)])
         cov = cov / nk[:, None, None]  # (K, D, D)
         cov = 0.5 * (cov + cov.transpose(-1, -2)) + reg_covar * eye
     else:
@@ -110,8 +110,13 @@ def m_step(mixture: GaussianMixture, x: Tensor, resp: Tensor, reg_covar: float) 
 
 
 @torch.no_grad()
-def initialize(mixture: GaussianMixture, x: Tensor, reg_covar: float, kmeans_iterations: int = 10,
-               generator: torch.Generator | None = None) -> None:
+def initialize(
+    mixture: GaussianMixture,
+    x: Tensor,
+    reg_covar: float,
+    kmeans_iterations: int = 10,
+    generator: torch.Generator | None = None,
+) -> None:
     """k-means++ and Lloyd steps give hard assignments; one M-step turns them into a mixture."""
     labels = kmeans(x, mixture.components, kmeans_iterations, generator)
     resp = torch.nn.functional.one_hot(labels, mixture.components).to(x.dtype)
@@ -119,9 +124,17 @@ def initialize(mixture: GaussianMixture, x: Tensor, reg_covar: float, kmeans_ite
 
 
 @torch.no_grad()
-def fit_em(mixture: GaussianMixture, x: Tensor, *, max_iter: int = 100, tol: float = 1e-4,
-           reg_covar: float = 1e-6, kmeans_iterations: int = 10, init: bool = True,
-           generator: torch.Generator | None = None) -> EMResult:
+def fit_em(
+    mixture: GaussianMixture,
+    x: Tensor,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-4,
+    reg_covar: float = 1e-6,
+    kmeans_iterations: int = 10,
+    init: bool = True,
+    generator: torch.Generator | None = None,
+) -> EMResult:
     r"""Fit ``mixture`` to ``x`` ``(N, D)`` by EM; returns the :math:`\ell` trace.
 
     ``init=False`` starts from the mixture's current parameters. Stops after

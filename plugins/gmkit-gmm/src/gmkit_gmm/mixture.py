@@ -93,7 +93,9 @@ class GaussianMixture(nn.Module):
             chol, info = torch.linalg.cholesky_ex(covariance.double())
             if bool((info != 0).any()):
                 raise ValueError("covariance matrices must be positive definite; raise reg_covar")
-            self.tril.copy_((torch.tril(chol, -1) + torch.diag_embed(torch.log(torch.diagonal(chol, 0, -2, -1)))).to(dtype))
+            self.tril.copy_(
+                (torch.tril(chol, -1) + torch.diag_embed(torch.log(torch.diagonal(chol, 0, -2, -1)))).to(dtype)
+            )
         else:
             self.log_scale.copy_((0.5 * torch.log(covariance.double())).to(dtype))
 

@@ -59,18 +59,25 @@ class GMMConfig:
 
     components: int = option(10, "number of mixture components K", v.ge(1))
     covariance: str = option("full", "covariance of each component: full, diag or spherical", v.in_(COVARIANCES))
-    fit: str = option("em", "em: EM in prepare, no optimiser steps; gradient: k-means++ init, then the trainer's "
-                      "steps", v.in_(("em", "gradient")))
-    reg_covar: float | None = option(None, "added to every covariance diagonal in EM, in the modelled space; "
-                                     f"default: {REG_LOGIT} on images in logit space, else {REG_PLAIN}",
-                                     v.optional(v.ge(0.0)))
+    fit: str = option(
+        "em",
+        "em: EM in prepare, no optimiser steps; gradient: k-means++ init, then the trainer's steps",
+        v.in_(("em", "gradient")),
+    )
+    reg_covar: float | None = option(
+        None,
+        "added to every covariance diagonal in EM, in the modelled space; "
+        f"default: {REG_LOGIT} on images in logit space, else {REG_PLAIN}",
+        v.optional(v.ge(0.0)),
+    )
     max_iter: int = option(200, "most EM iterations per restart", v.ge(1))
     tol: float = option(1e-4, "EM stops when the mean log-likelihood changes by less (nats per example)", v.gt(0.0))
     kmeans_iterations: int = option(10, "Lloyd iterations after k-means++ seeding", v.ge(0))
     restarts: int = option(1, "EM runs from different seeds; the best training likelihood is kept", v.ge(1))
     seed: int = option(0, "seed of the initialisation, the EM dequantisation noise and nll's noise")
-    logit_alpha: float = option(0.01, "images: model logit(a + (1-2a) y) of the dequantised y; 0 models y itself",
-                                [v.ge(0.0), v.lt(0.5)])
+    logit_alpha: float = option(
+        0.01, "images: model logit(a + (1-2a) y) of the dequantised y; 0 models y itself", [v.ge(0.0), v.lt(0.5)]
+    )
     dequant_copies: int = option(4, "images: dequantised copies of the training set EM fits", v.ge(1))
     eval_samples: int = option(1, "images: dequantisation draws per example in nll (1 = plain bound)", v.ge(1))
 
@@ -143,8 +150,7 @@ class GMM(GenerativeModel):
         return math.log(self.config.eval_samples) - torch.logsumexp(draws, 0)
 
     @torch.no_grad()
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws: floats ``(n, D)`` for vectors, int64 levels ``(n, C, H, W)`` for images."""
         if condition is not None:
             raise ConfigError("gmm is unconditional: it takes no label or condition")
@@ -168,16 +174,27 @@ class GMM(GenerativeModel):
         #: Mean of log p(data) - log p(z) over the fitted points (0 on vectors; images: dequantisation and logit terms).
         self.em_offset = float(torch.cat([offset for _, offset in latents]).double().mean())
         if z.shape[0] < cfg.components:
-            raise ConfigError(f"gmm: components={cfg.components} needs at least as many training points; "
-                              f"{train.describe()} gives {z.shape[0]}")
+            raise ConfigError(
+                f"gmm: components={cfg.components} needs at least as many training points; "
+                f"{train.describe()} gives {z.shape[0]}"
+            )
         results, states = [], []
         try:
             if cfg.fit == "gradient":
                 initialize(self.mixture, z, reg, cfg.kmeans_iterations, generator)
                 return
             for _ in range(cfg.restarts):
-                results.append(fit_em(self.mixture, z, max_iter=cfg.max_iter, tol=cfg.tol, reg_covar=reg,
-                                      kmeans_iterations=cfg.kmeans_iterations, generator=generator))
+                results.append(
+                    fit_em(
+                        self.mixture,
+                        z,
+                        max_iter=cfg.max_iter,
+                        tol=cfg.tol,
+                        reg_covar=reg,
+                        kmeans_iterations=cfg.kmeans_iterations,
+                        generator=generator,
+                    )
+                )
                 states.append({k: t.clone() for k, t in self.mixture.state_dict().items()})
         except (ValueError, FloatingPointError) as exc:
             raise ConfigError(f"gmm: fitting {train.describe()} failed: {exc}") from None
@@ -196,8 +213,12 @@ class GMM(GenerativeModel):
         result = getattr(self, "em_result", None)
         if result is None:
             return {}
-        return {"em": {"iteration": [float(i) for i in range(len(result.log_likelihood))],
-                       "log_likelihood": [ll + self.em_offset for ll in result.log_likelihood]}}
+        return {
+            "em": {
+                "iteration": [float(i) for i in range(len(result.log_likelihood))],
+                "log_likelihood": [ll + self.em_offset for ll in result.log_likelihood],
+            }
+        }
 
     def describe_fit(self) -> str | None:
         """One line on the EM fit (``EM: N iterations, log-likelihood L nats/example ...``); None without EM."""
@@ -207,8 +228,10 @@ class GMM(GenerativeModel):
         state = "converged" if result.converged else f"not converged within max_iter={self.config.max_iter}"
         restarts = f", best of {self.config.restarts} restarts" if self.config.restarts > 1 else ""
         plural = "" if result.iterations == 1 else "s"
-        return (f"EM: {result.iterations} iteration{plural}, log-likelihood {result.final + self.em_offset:.4f} "
-                f"nats/example on the training data ({state}{restarts})")
+        return (
+            f"EM: {result.iterations} iteration{plural}, log-likelihood {result.final + self.em_offset:.4f} "
+            f"nats/example on the training data ({state}{restarts})"
+        )
 
     def describe(self) -> str:
         cfg = self.config

@@ -48,8 +48,7 @@ class LatentGMMSampler(ConfiguredSampler):
     @attrs.frozen
     class Options:
         components: int = option(10, "mixture components fitted to the codes", v.ge(1))
-        covariance: str = option("full", "covariance of each component: full, diag or spherical",
-                                 v.in_(COVARIANCES))
+        covariance: str = option("full", "covariance of each component: full, diag or spherical", v.in_(COVARIANCES))
         reg_covar: float = option(1e-4, "added to each covariance diagonal", v.ge(0.0))
         max_iter: int = option(200, "most EM iterations", v.ge(1))
         tol: float = option(1e-4, "EM stops when the mean log-likelihood changes by less (nats per code)", v.ge(0.0))
@@ -89,17 +88,29 @@ class LatentGMMSampler(ConfiguredSampler):
         mixture = GaussianMixture(z.shape[1], self.options.components, self.options.covariance).to(z)
         generator = torch.Generator(device=z.device).manual_seed(self.options.seed)
         try:
-            self.result = fit_em(mixture, z, max_iter=self.options.max_iter, tol=self.options.tol,
-                                 reg_covar=self.options.reg_covar,
-                                 generator=generator)
+            self.result = fit_em(
+                mixture,
+                z,
+                max_iter=self.options.max_iter,
+                tol=self.options.tol,
+                reg_covar=self.options.reg_covar,
+                generator=generator,
+            )
         except (ValueError, FloatingPointError) as exc:
             raise ConfigError(f"{_OWNER}: EM on {len(data)} codes failed: {exc}") from None
         self.mixture = mixture
         return mixture
 
     @torch.no_grad()
-    def __call__(self, model: Any, n: int, *, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Dataset | None = None) -> Tensor:
+    def __call__(
+        self,
+        model: Any,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        data: Dataset | None = None,
+    ) -> Tensor:
         """``n`` samples like ``model.sample``: fit on ``data``'s codes, draw ``z``, ``model.decode(z)``."""
         why = self.applies_to(model)
         if why:

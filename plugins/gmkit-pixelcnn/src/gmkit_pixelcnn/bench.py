@@ -19,8 +19,16 @@ import click
 __all__ = ["bench_sampler", "bench_sampler_command"]
 
 
-def bench_sampler(sizes: tuple[int, ...] = (8, 28), n: int = 4, levels: int = 17, arch: str = "gated",
-                  hidden: int = 32, layers: int = 5, seed: int = 0, threads: int = 1) -> dict[str, Any]:
+def bench_sampler(
+    sizes: tuple[int, ...] = (8, 28),
+    n: int = 4,
+    levels: int = 17,
+    arch: str = "gated",
+    hidden: int = 32,
+    layers: int = 5,
+    seed: int = 0,
+    threads: int = 1,
+) -> dict[str, Any]:
     """Time both samplers on ``(1, s, s)`` images for each ``s`` in ``sizes``; returns a JSON-ready dict."""
     import torch
 
@@ -47,8 +55,17 @@ def bench_sampler(sizes: tuple[int, ...] = (8, 28), n: int = 4, levels: int = 17
         out["cpu_speedup"] = round(out["naive_cpu_s"] / max(out["fast_cpu_s"], 1e-9), 2)
         out["identical"] = bool(torch.equal(samples["naive"], samples["fast"]))
         rows.append(out)
-    return {"n": n, "levels": levels, "arch": arch, "hidden": hidden, "layers": layers, "threads": threads,
-            "seed": seed, "torch": torch.__version__, "results": rows}
+    return {
+        "n": n,
+        "levels": levels,
+        "arch": arch,
+        "hidden": hidden,
+        "layers": layers,
+        "threads": threads,
+        "seed": seed,
+        "torch": torch.__version__,
+        "results": rows,
+    }
 
 
 @click.command("pixelcnn-bench-sampler")
@@ -61,8 +78,9 @@ def bench_sampler(sizes: tuple[int, ...] = (8, 28), n: int = 4, levels: int = 17
 @click.option("--seed", default=0, show_default=True)
 @click.option("--threads", default=1, show_default=True, help="torch CPU threads")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON document")
-def bench_sampler_command(sizes: str, n: int, levels: int, arch: str, hidden: int, layers: int, seed: int,
-                          threads: int, as_json: bool) -> None:
+def bench_sampler_command(
+    sizes: str, n: int, levels: int, arch: str, hidden: int, layers: int, seed: int, threads: int, as_json: bool
+) -> None:
     """Speed-up of the cached PixelCNN sampler over the naive one (same seed, same samples)."""
     try:
         size_list = tuple(int(s) for s in sizes.split(",") if s.strip())
@@ -74,11 +92,17 @@ def bench_sampler_command(sizes: str, n: int, levels: int, arch: str, hidden: in
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"PixelCNN sampler benchmark: arch={arch} hidden={hidden} layers={layers} levels={levels} "
-               f"n={n} threads={threads}")
-    click.echo(f"{'size':>6} {'naive s':>10} {'fast s':>10} {'speed-up':>9} {'naive cpu s':>12} "
-               f"{'fast cpu s':>11} {'identical':>10}")
+    click.echo(
+        f"PixelCNN sampler benchmark: arch={arch} hidden={hidden} layers={layers} levels={levels} "
+        f"n={n} threads={threads}"
+    )
+    click.echo(
+        f"{'size':>6} {'naive s':>10} {'fast s':>10} {'speed-up':>9} {'naive cpu s':>12} "
+        f"{'fast cpu s':>11} {'identical':>10}"
+    )
     for row in report["results"]:
-        click.echo(f"{row['size']:>3}x{row['size']:<2} {row['naive_s']:>10.3f} {row['fast_s']:>10.3f} "
-                   f"{row['speedup']:>8.1f}x {row['naive_cpu_s']:>12.3f} {row['fast_cpu_s']:>11.3f} "
-                   f"{str(row['identical']):>10}")
+        click.echo(
+            f"{row['size']:>3}x{row['size']:<2} {row['naive_s']:>10.3f} {row['fast_s']:>10.3f} "
+            f"{row['speedup']:>8.1f}x {row['naive_cpu_s']:>12.3f} {row['fast_cpu_s']:>11.3f} "
+            f"{str(row['identical']):>10}"
+        )

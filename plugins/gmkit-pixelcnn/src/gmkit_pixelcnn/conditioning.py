@@ -38,8 +38,7 @@ class ConditionEncoder(nn.Module):
             raise ConfigError(f"a '{kind}' condition needs a size >= 1, got {size}")
         self.kind, self.size = kind, size if kind is not None else 0
 
-    def forward(self, condition: Tensor | None, batch: int, height: int, width: int,
-                like: Tensor) -> Tensor | None:
+    def forward(self, condition: Tensor | None, batch: int, height: int, width: int, like: Tensor) -> Tensor | None:
         """Validate and encode; ``like`` gives the dtype and device of the features."""
         if self.kind is None:
             if condition is not None:
@@ -68,17 +67,16 @@ def at(features: Tensor | None, i: int, j: int) -> Tensor | None:
     """Pixel ``(i, j)`` of a per-pixel map ``(B, F, H, W)``, or a broadcast map ``(B, F, 1, 1)`` as is."""
     if features is None:
         return None
-    return row(features, i)[..., j:j + 1] if features.shape[-1] > 1 else row(features, i)
+    return row(features, i)[..., j : j + 1] if features.shape[-1] > 1 else row(features, i)
 
 
 def row(features: Tensor | None, i: int) -> Tensor | None:
     """Row ``i`` of a per-pixel map, ``(B, F, 1, W)``, or a broadcast map as is."""
     if features is None:
         return None
-    return features[..., i:i + 1, :] if features.shape[-2] > 1 else features
+    return features[..., i : i + 1, :] if features.shape[-2] > 1 else features
 
 
 def project(layer: nn.Module | None, features: Tensor | None) -> Tensor | None:
     """``layer(features)`` where both exist (a layer's view of the condition)."""
     return None if layer is None or features is None else layer(features)
-

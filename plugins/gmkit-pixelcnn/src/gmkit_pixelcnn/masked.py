@@ -115,7 +115,7 @@ class MaskedConv2d(nn.Module):
         height, width = x.shape[-2:]
         a0, a1 = r0 - top, r1 - top + kh - 1
         b0, b1 = c0 - left, c1 - left + kw - 1
-        window = x[..., max(a0, 0):min(a1, height), max(b0, 0):min(b1, width)]
+        window = x[..., max(a0, 0) : min(a1, height), max(b0, 0) : min(b1, width)]
         pad = (max(-b0, 0), max(b1 - width, 0), max(-a0, 0), max(a1 - height, 0))
         if any(pad):
             window = F.pad(window, pad)

@@ -39,8 +39,16 @@ class PixelCNN(GenerativeModel):
     conditional = False
     # Tuned on digits (1000 training images): dropout + EMA + best-on-validation; see docs/models/pixelcnn.md.
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 1500, "batch_size": 32, "lr": 3e-3, "optimizer": "adam", "schedule": "cosine",
-        "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 100, "patience": 5,
+        "steps": 1500,
+        "batch_size": 32,
+        "lr": 3e-3,
+        "optimizer": "adam",
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.995,
+        "eval_every": 100,
+        "patience": 5,
     }
 
     def __init__(self, config: PixelCNNConfig, data: DataSpec):
@@ -58,8 +66,9 @@ class PixelCNN(GenerativeModel):
             raise ConfigError(f"{name}: hidden={config.hidden} must be at least the channel count {data.shape[0]}")
         self.head = make_head(config.output, data.levels, config.mixtures)
         kind, size = ("label", data.num_classes) if self.conditional else (None, 0)
-        self.net = PixelCNNNet(config, data.shape[0], data.levels, self.head.params, kind, size,
-                               size=(data.shape[1], data.shape[2]))
+        self.net = PixelCNNNet(
+            config, data.shape[0], data.levels, self.head.params, kind, size, size=(data.shape[1], data.shape[2])
+        )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -85,8 +94,14 @@ class PixelCNN(GenerativeModel):
         nll = self.nll(batch).mean()
         return {"loss": nll, "bits_per_dim": bits_per_dim(nll.detach(), self.data.dims)}
 
-    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               method: str | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        method: str | None = None,
+    ) -> Tensor:
         """``(n, C, H, W)`` int64 levels; ``method`` ``fast`` (default from the config) or ``naive``.
 
         For ``cpixelcnn``, ``condition`` is ``(n,)`` labels; when omitted, labels

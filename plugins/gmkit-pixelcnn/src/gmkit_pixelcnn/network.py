@@ -38,9 +38,16 @@ class PixelCNNNet(nn.Module):
 
     offsets: Tensor
 
-    def __init__(self, config: PixelCNNConfig, channels: int, levels: int, params_per_dim: int,
-                 condition_kind: str | None = None, condition_size: int = 0,
-                 size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        config: PixelCNNConfig,
+        channels: int,
+        levels: int,
+        params_per_dim: int,
+        condition_kind: str | None = None,
+        condition_size: int = 0,
+        size: tuple[int, int] | None = None,
+    ):
         super().__init__()
         if config.hidden < channels:
             raise ValueError(f"hidden={config.hidden} must be at least the number of channels ({channels})")
@@ -49,13 +56,22 @@ class PixelCNNNet(nn.Module):
         self.embedding = nn.Embedding(channels * levels, config.embed_dim)
         self.register_buffer("offsets", torch.arange(channels) * levels, persistent=False)
         self.condition = ConditionEncoder(condition_kind, condition_size)
-        self.stack = ARCHS[config.arch](channels * config.embed_dim, config.hidden, channels, config.layers,
-                                        config.kernel_size, config.first_kernel_size, self.condition.size,
-                                        config.dropout)
+        self.stack = ARCHS[config.arch](
+            channels * config.embed_dim,
+            config.hidden,
+            channels,
+            config.layers,
+            config.kernel_size,
+            config.first_kernel_size,
+            self.condition.size,
+            config.dropout,
+        )
         g_hidden, g_out = groups(config.hidden, channels), groups(channels * params_per_dim, channels)
         self.head = nn.Sequential(
-            nn.ReLU(), MaskedConv2d(centre_mask(g_hidden, g_hidden, "B")[:, :, None, None], (0, 0)),
-            nn.ReLU(), MaskedConv2d(centre_mask(g_hidden, g_out, "B")[:, :, None, None], (0, 0)),
+            nn.ReLU(),
+            MaskedConv2d(centre_mask(g_hidden, g_hidden, "B")[:, :, None, None], (0, 0)),
+            nn.ReLU(),
+            MaskedConv2d(centre_mask(g_hidden, g_out, "B")[:, :, None, None], (0, 0)),
         )
         self.size = size
         self.position_bias = None
@@ -67,7 +83,7 @@ class PixelCNNNet(nn.Module):
     def embed(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` levels -> ``(B, C*E, H, W)``; feature ``c*E + k`` is channel ``c``'s ``k``-th."""
         b, c, h, w = x.shape
-        e = self.embedding(x + self.offsets[:, None, None])            # (B, C, H, W, E)
+        e = self.embedding(x + self.offsets[:, None, None])  # (B, C, H, W, E)
         return e.permute(0, 1, 4, 2, 3).reshape(b, c * self.embed_dim, h, w)
 
     def encode_condition(self, condition: Tensor | None, e: Tensor) -> Tensor | None:
@@ -82,11 +98,11 @@ class PixelCNNNet(nn.Module):
         """The network after the embedding (differentiable in ``e``: the causality tests use it)."""
         if self.position_bias is not None and tuple(e.shape[-2:]) != self.size:
             raise ValueError(f"this PixelCNN was built for {self.size} images, got {tuple(e.shape[-2:])}")
-        h = self.stack(e, self.encode_condition(condition, e))        # (B, F, H, W)
-        out = self.head(h)                                             # (B, C*P, H, W)
+        h = self.stack(e, self.encode_condition(condition, e))  # (B, F, H, W)
+        out = self.head(h)  # (B, C*P, H, W)
         if self.position_bias is not None:
             out = out + self.position_bias
-        return self._params(out)                                       # (B, C, H, W, P)
+        return self._params(out)  # (B, C, H, W, P)
 
     def _params(self, out: Tensor) -> Tensor:
         b, _, h, w = out.shape
@@ -112,14 +128,14 @@ class Stepper:
 
     def params(self, i: int, j: int) -> Tensor:
         net = self.net
-        out = net.head(net.stack.step(self.cache, i, j))              # (n, C*P, 1, 1)
+        out = net.head(net.stack.step(self.cache, i, j))  # (n, C*P, 1, 1)
         if net.position_bias is not None:
-            out = out + net.position_bias[:, i:i + 1, j:j + 1]
-        return net._params(out)[:, :, 0, 0]                           # (n, C, P)
+            out = out + net.position_bias[:, i : i + 1, j : j + 1]
+        return net._params(out)[:, :, 0, 0]  # (n, C, P)
 
     def write(self, i: int, j: int) -> None:
         net = self.net
-        pixel = net.embedding(self.x[:, :, i, j] + net.offsets)       # (n, C, E)
+        pixel = net.embedding(self.x[:, :, i, j] + net.offsets)  # (n, C, E)
         self.e[:, :, i, j] = pixel.reshape(pixel.shape[0], -1)
 
     def end_row(self, i: int) -> None:

@@ -15,19 +15,40 @@ _PKG = "gmkit_pixelcnn"
 
 @hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    register("pixelcnn", f"{_PKG}.model:PixelCNN", family="autoregressive",
-             description="Gated PixelCNN over discrete images, exact likelihood, cached fast sampler")
-    register("cpixelcnn", f"{_PKG}.model:ConditionalPixelCNN", family="autoregressive", description="Class-conditional gated PixelCNN (sample with --label)")
+    register(
+        "pixelcnn",
+        f"{_PKG}.model:PixelCNN",
+        family="autoregressive",
+        description="Gated PixelCNN over discrete images, exact likelihood, cached fast sampler",
+    )
+    register(
+        "cpixelcnn",
+        f"{_PKG}.model:ConditionalPixelCNN",
+        family="autoregressive",
+        description="Class-conditional gated PixelCNN (sample with --label)",
+    )
 
 
 @hookimpl
 def gmkit_register_components(register):  # type: ignore[no-untyped-def]
-    register("prior", "pixelcnn", f"{_PKG}.prior:PixelCNNPrior",
-             description="Autoregressive prior over discrete code maps: shape=(H, W), levels=K, optional condition")
-    register("sampler", "pixelcnn_fast", f"{_PKG}.sampling:FastSampler",
-             description="PixelCNN ancestral sampling with cached activations (one pixel of work per step)")
-    register("sampler", "pixelcnn_naive", f"{_PKG}.sampling:NaiveSampler",
-             description="PixelCNN ancestral sampling with a full forward pass per sub-pixel (reference)")
+    register(
+        "prior",
+        "pixelcnn",
+        f"{_PKG}.prior:PixelCNNPrior",
+        description="Autoregressive prior over discrete code maps: shape=(H, W), levels=K, optional condition",
+    )
+    register(
+        "sampler",
+        "pixelcnn_fast",
+        f"{_PKG}.sampling:FastSampler",
+        description="PixelCNN ancestral sampling with cached activations (one pixel of work per step)",
+    )
+    register(
+        "sampler",
+        "pixelcnn_naive",
+        f"{_PKG}.sampling:NaiveSampler",
+        description="PixelCNN ancestral sampling with a full forward pass per sub-pixel (reference)",
+    )
 
 
 @hookimpl

@@ -54,29 +54,39 @@ class PixelCNNPrior(Prior):
     At most one of ``num_classes``, ``condition_dim``, ``condition_channels`` is set.
     """
 
-    def __init__(self, shape: int | tuple[int, ...], levels: int, num_classes: int = 0,
-                 condition_dim: int = 0, condition_channels: int = 0, **options: Any):
+    def __init__(
+        self,
+        shape: int | tuple[int, ...],
+        levels: int,
+        num_classes: int = 0,
+        condition_dim: int = 0,
+        condition_channels: int = 0,
+        **options: Any,
+    ):
         super().__init__()
         self.shape, self.image_shape = _image_shape(shape)
         if levels < 2:
             raise ConfigError(f"prior 'pixelcnn': levels must be >= 2, got {levels}")
         self.levels = int(levels)
         self.config = make_config(PixelCNNConfig, options, owner="prior 'pixelcnn'")
-        kinds = [(k, s) for k, s in (("label", num_classes), ("vector", condition_dim),
-                                     ("spatial", condition_channels)) if s]
+        kinds = [
+            (k, s) for k, s in (("label", num_classes), ("vector", condition_dim), ("spatial", condition_channels)) if s
+        ]
         if len(kinds) > 1:
             raise ConfigError("prior 'pixelcnn': set at most one of num_classes, condition_dim, condition_channels")
         kind, size = kinds[0] if kinds else (None, 0)
         if self.config.hidden < self.image_shape[0]:
             raise ConfigError(f"prior 'pixelcnn': hidden must be at least the channel count {self.image_shape[0]}")
         self.head = make_head(self.config.output, self.levels, self.config.mixtures)
-        self.net = PixelCNNNet(self.config, self.image_shape[0], self.levels, self.head.params,
-                               kind, size, size=self.image_shape[1:])
+        self.net = PixelCNNNet(
+            self.config, self.image_shape[0], self.levels, self.head.params, kind, size, size=self.image_shape[1:]
+        )
 
     def _as_image(self, z: Tensor) -> Tensor:
         if tuple(z.shape[1:]) != self.shape:
-            raise ConfigError(f"prior 'pixelcnn': codes must have shape (B, {', '.join(map(str, self.shape))}), "
-                              f"got {tuple(z.shape)}")
+            raise ConfigError(
+                f"prior 'pixelcnn': codes must have shape (B, {', '.join(map(str, self.shape))}), got {tuple(z.shape)}"
+            )
         if z.is_floating_point():
             raise ConfigError("prior 'pixelcnn': codes must be integers")
         return z.long().reshape(z.shape[0], *self.image_shape)
@@ -88,8 +98,14 @@ class PixelCNNPrior(Prior):
             raise ConfigError(f"prior 'pixelcnn': codes must lie in [0, {self.levels})")
         return self.head(self.net(x, condition)).log_prob(x)
 
-    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               method: str | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        method: str | None = None,
+    ) -> Tensor:
         """``(n, *shape)`` int64 codes; ``method`` ``fast`` (default from ``sampler``) or ``naive``."""
         x = draw(self.net, self.head, n, self.image_shape, condition, generator, method or self.config.sampler)
         return x.reshape(n, *self.shape)

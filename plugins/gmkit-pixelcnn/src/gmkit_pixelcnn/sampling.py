@@ -42,22 +42,34 @@ def _canvas(net: PixelCNNNet, n: int, shape: tuple[int, int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def sample_naive(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int],
-                 condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+def sample_naive(
+    net: PixelCNNNet,
+    head: Head,
+    n: int,
+    shape: tuple[int, int, int],
+    condition: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``(n, C, H, W)`` int64 by one full forward pass per sub-pixel."""
     x = _canvas(net, n, shape)
     channels, height, width = shape
     for i in range(height):
         for j in range(width):
             for c in range(channels):
-                params = net(x, condition)[:, c, i, j]                  # (n, P)
+                params = net(x, condition)[:, c, i, j]  # (n, P)
                 x[:, c, i, j] = head(params).sample(generator)
     return x
 
 
 @torch.no_grad()
-def sample_fast(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int],
-                condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+def sample_fast(
+    net: PixelCNNNet,
+    head: Head,
+    n: int,
+    shape: tuple[int, int, int],
+    condition: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``(n, C, H, W)`` int64 computing each layer at the current pixel only, from cached activations."""
     x = _canvas(net, n, shape)
     channels, height, width = shape
@@ -65,7 +77,7 @@ def sample_fast(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int
     for i in range(height):
         for j in range(width):
             for c in range(channels):
-                params = stepper.params(i, j)[:, c]                     # (n, P)
+                params = stepper.params(i, j)[:, c]  # (n, P)
                 x[:, c, i, j] = head(params).sample(generator)
                 stepper.write(i, j)
         stepper.end_row(i)
@@ -75,8 +87,15 @@ def sample_fast(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int
 METHODS = {"naive": sample_naive, "fast": sample_fast}
 
 
-def draw(net: PixelCNNNet, head: Head, n: int, shape: tuple[int, int, int], condition: Tensor | None,
-         generator: torch.Generator | None, method: str) -> Tensor:
+def draw(
+    net: PixelCNNNet,
+    head: Head,
+    n: int,
+    shape: tuple[int, int, int],
+    condition: Tensor | None,
+    generator: torch.Generator | None,
+    method: str,
+) -> Tensor:
     """Sample with ``method`` (``fast`` or ``naive``) in evaluation mode, restoring the training flag."""
     if method not in METHODS:
         raise ConfigError(f"sampling method must be one of {', '.join(METHODS)}, got '{method}'")
@@ -108,8 +127,15 @@ class _Sampler(ConfiguredSampler):
             return None
         return f"it draws from pixelcnn and cpixelcnn models and pixelcnn priors, not {type(model).__name__}"
 
-    def __call__(self, model: Any, n: int, *, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Any = None) -> Tensor:
+    def __call__(
+        self,
+        model: Any,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        data: Any = None,
+    ) -> Tensor:
         why = self.applies_to(model)
         if why:
             raise ConfigError(f"sampler '{self.name}': {why}")

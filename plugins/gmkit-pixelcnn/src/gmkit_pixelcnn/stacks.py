@@ -67,8 +67,16 @@ def _check_kernel(k: int) -> None:
 class GatedLayer(nn.Module):
     """One gated layer: ``(v, h)`` ``(B, F_in, H, W)`` each -> ``(B, F, H, W)`` each."""
 
-    def __init__(self, in_features: int, features: int, channels: int, kernel: int, first: bool,
-                 condition_features: int = 0, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        channels: int,
+        kernel: int,
+        first: bool,
+        condition_features: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         _check_kernel(kernel)
         p = kernel // 2
@@ -83,8 +91,8 @@ class GatedLayer(nn.Module):
         self.residual = not first
 
     def forward(self, v: Tensor, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        a_v = self.vertical(v)                                    # (B, 2F, H, W)
-        a_h = self.horizontal(h) + _shift_down(self.link(a_v))    # (B, 2F, H, W)
+        a_v = self.vertical(v)  # (B, 2F, H, W)
+        a_h = self.horizontal(h) + _shift_down(self.link(a_v))  # (B, 2F, H, W)
         v_out = self.dropout(_gate(_add(a_v, project(self.condition_v, y))))  # (B, F, H, W)
         h_out = self.out(self.dropout(_gate(_add(a_h, project(self.condition_h, y)))))
         return v_out, h_out + h if self.residual else h_out
@@ -98,7 +106,7 @@ class GatedLayer(nn.Module):
         """``h'`` at pixel ``(i, j)``, ``(B, F, 1, 1)``, given the link ``(B, 2F, 1, 1)`` from row ``i - 1``."""
         a_h = self.horizontal.region(h, i, i + 1, j, j + 1) + link
         out = self.out(self.dropout(_gate(_add(a_h, at(y_h, i, j)))))
-        return out + h[..., i:i + 1, j:j + 1] if self.residual else out
+        return out + h[..., i : i + 1, j : j + 1] if self.residual else out
 
 
 @dataclass
@@ -115,13 +123,29 @@ class GatedCache:
 class GatedStack(nn.Module):
     """``layers`` gated layers; the first (kernel ``first_kernel``) reads the embedding with type-A masks."""
 
-    def __init__(self, in_features: int, features: int, channels: int, layers: int, kernel: int,
-                 first_kernel: int, condition_features: int = 0, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        channels: int,
+        layers: int,
+        kernel: int,
+        first_kernel: int,
+        condition_features: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.features = features
         self.layers = nn.ModuleList(
-            GatedLayer(in_features if l == 0 else features, features, channels,
-                       first_kernel if l == 0 else kernel, l == 0, condition_features, dropout)
+            GatedLayer(
+                in_features if l == 0 else features,
+                features,
+                channels,
+                first_kernel if l == 0 else kernel,
+                l == 0,
+                condition_features,
+                dropout,
+            )
             for l in range(layers)
         )
 
@@ -133,8 +157,10 @@ class GatedStack(nn.Module):
 
     def start(self, e: Tensor, y: Tensor | None = None) -> GatedCache:
         n, _, height, width = e.shape
+
         def zeros(f: int) -> Tensor:
             return e.new_zeros(n, f, height, width)
+
         depth = len(self.layers)
         return GatedCache(
             v=[e] + [zeros(self.features) for _ in range(depth)],
@@ -146,10 +172,10 @@ class GatedStack(nn.Module):
 
     def step(self, cache: GatedCache, i: int, j: int) -> Tensor:
         """All layers at pixel ``(i, j)`` (rows ``< i`` and pixels left of ``j`` cached); ``(B, F, 1, 1)``."""
-        out = cache.h[0][..., i:i + 1, j:j + 1]
+        out = cache.h[0][..., i : i + 1, j : j + 1]
         for l, layer in enumerate(self.layers):
-            out = layer.horizontal_pixel(cache.h[l], i, j, cache.link[l][..., i:i + 1, j:j + 1], cache.y_h[l])
-            cache.h[l + 1][..., i:i + 1, j:j + 1] = out
+            out = layer.horizontal_pixel(cache.h[l], i, j, cache.link[l][..., i : i + 1, j : j + 1], cache.y_h[l])
+            cache.h[l + 1][..., i : i + 1, j : j + 1] = out
         return out
 
     def end_row(self, cache: GatedCache, i: int) -> None:
@@ -157,16 +183,24 @@ class GatedStack(nn.Module):
         height = cache.v[0].shape[-2]
         for l, layer in enumerate(self.layers):
             v_row, link = layer.vertical_row(cache.v[l], i, cache.y_v[l])
-            cache.v[l + 1][..., i:i + 1, :] = v_row
+            cache.v[l + 1][..., i : i + 1, :] = v_row
             if i + 1 < height:
-                cache.link[l][..., i + 1:i + 2, :] = link
+                cache.link[l][..., i + 1 : i + 2, :] = link
 
 
 class PlainLayer(nn.Module):
     """``h' = W_A * e`` (first) or ``h' = h + W_B * ReLU(h)``, plus the condition term; ``(B, F, H, W)``."""
 
-    def __init__(self, in_features: int, features: int, channels: int, kernel: int, first: bool,
-                 condition_features: int = 0, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        channels: int,
+        kernel: int,
+        first: bool,
+        condition_features: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         _check_kernel(kernel)
         g_in, g_out = groups(in_features, channels), groups(features, channels)
@@ -199,13 +233,29 @@ class PlainCache:
 class PlainStack(nn.Module):
     """A type-A ``first_kernel`` layer, then ``layers - 1`` residual type-B ``kernel`` layers."""
 
-    def __init__(self, in_features: int, features: int, channels: int, layers: int, kernel: int,
-                 first_kernel: int, condition_features: int = 0, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        channels: int,
+        layers: int,
+        kernel: int,
+        first_kernel: int,
+        condition_features: int = 0,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.features = features
         self.layers = nn.ModuleList(
-            PlainLayer(in_features if l == 0 else features, features, channels,
-                       first_kernel if l == 0 else kernel, l == 0, condition_features, dropout)
+            PlainLayer(
+                in_features if l == 0 else features,
+                features,
+                channels,
+                first_kernel if l == 0 else kernel,
+                l == 0,
+                condition_features,
+                dropout,
+            )
             for l in range(layers)
         )
 
@@ -218,18 +268,21 @@ class PlainStack(nn.Module):
     def start(self, e: Tensor, y: Tensor | None = None) -> PlainCache:
         n, _, height, width = e.shape
         hs = [e] + [e.new_zeros(n, self.features, height, width) for _ in self.layers]
-        return PlainCache(h=hs, a=[e] + [torch.zeros_like(t) for t in hs[1:]],
-                          y=[project(layer.condition, y) for layer in self.layers])
+        return PlainCache(
+            h=hs,
+            a=[e] + [torch.zeros_like(t) for t in hs[1:]],
+            y=[project(layer.condition, y) for layer in self.layers],
+        )
 
     def step(self, cache: PlainCache, i: int, j: int) -> Tensor:
         """All layers at pixel ``(i, j)`` from cached earlier pixels; ``(B, F, 1, 1)``."""
-        out = cache.h[0][..., i:i + 1, j:j + 1]
+        out = cache.h[0][..., i : i + 1, j : j + 1]
         for l, layer in enumerate(self.layers):
             conv_out = layer.conv.region(cache.a[l], i, i + 1, j, j + 1)
-            out = layer.combine(conv_out, cache.h[l][..., i:i + 1, j:j + 1], at(cache.y[l], i, j))
-            cache.h[l + 1][..., i:i + 1, j:j + 1] = out
+            out = layer.combine(conv_out, cache.h[l][..., i : i + 1, j : j + 1], at(cache.y[l], i, j))
+            cache.h[l + 1][..., i : i + 1, j : j + 1] = out
             if l + 1 < len(self.layers):
-                cache.a[l + 1][..., i:i + 1, j:j + 1] = self.layers[l + 1].activate(out)
+                cache.a[l + 1][..., i : i + 1, j : j + 1] = self.layers[l + 1].activate(out)
         return out
 
     def end_row(self, cache: PlainCache, i: int) -> None:

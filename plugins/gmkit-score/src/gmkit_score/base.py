@@ -75,11 +75,16 @@ class ContinuousConfig:
     class_conditional: bool = opt(True, "condition on labels when the data have them (classifier-free guidance)")
     label_dropout: float = opt(0.1, "probability of training with the null label", ge(0.0), le(1.0))
     guidance: float = opt(1.0, "classifier-free guidance scale at sampling (1: plain conditional)")
-    sampler: str = opt("dpmpp_2m", "sampler of `sample`: euler, heun or dpmpp_2m (the shared ODE solvers)",
-                       in_(SOLVERS))
+    sampler: str = opt(
+        "dpmpp_2m", "sampler of `sample`: euler, heun or dpmpp_2m (the shared ODE solvers)", in_(SOLVERS)
+    )
     nfe: int = opt(40, "denoiser evaluations of `sample`", instance_of(int), ge(1))
-    divergence: str = opt("auto", "ODE likelihood: exact (a bound on discrete data), hutchinson (an estimate), "
-                          f"auto (exact up to {EXACT_MAX_DIMS} dimensions)", in_(DIVERGENCES))
+    divergence: str = opt(
+        "auto",
+        "ODE likelihood: exact (a bound on discrete data), hutchinson (an estimate), "
+        f"auto (exact up to {EXACT_MAX_DIMS} dimensions)",
+        in_(DIVERGENCES),
+    )
     ode_method: str = opt("rk4", "ODE likelihood solver: rk4 (fixed steps) or rk45 (adaptive)", in_(("rk4", "rk45")))
     ode_steps: int = opt(32, "rk4: steps (4 evaluations each)", instance_of(int), ge(1))
     rtol: float = opt(1e-5, "rk45: relative tolerance", gt(0.0))
@@ -136,11 +141,26 @@ class ContinuousModel(GenerativeModel):
         """The registered denoiser network (``unet`` or ``mlp`` from gmkit-diffusion)."""
         c, data = self.config, self.data
         shape = (data.shape[0] * self.input_multiplier, *data.shape[1:])
-        options = ({"channels": c.channels, "mults": c.mults, "blocks": c.blocks, "attention": c.attention,
-                    "heads": c.heads, "dropout": c.dropout} if self.network_name == "unet"
-                   else {"hidden": c.hidden, "depth": c.depth})
-        return registry.get("network", self.network_name, shape=shape, out_channels=out_channels or data.shape[0],
-                            num_classes=self.num_classes, **options)
+        options = (
+            {
+                "channels": c.channels,
+                "mults": c.mults,
+                "blocks": c.blocks,
+                "attention": c.attention,
+                "heads": c.heads,
+                "dropout": c.dropout,
+            }
+            if self.network_name == "unet"
+            else {"hidden": c.hidden, "depth": c.depth}
+        )
+        return registry.get(
+            "network",
+            self.network_name,
+            shape=shape,
+            out_channels=out_channels or data.shape[0],
+            num_classes=self.num_classes,
+            **options,
+        )
 
     # -- model space ------------------------------------------------------------------
     def device(self) -> torch.device:
@@ -153,7 +173,11 @@ class ContinuousModel(GenerativeModel):
 
     def to_model_space(self, x: Tensor) -> Tensor:
         """Stored data -> model space (bin centres in [-1, 1] for images, ``x / scale`` for vectors)."""
-        return to_unit_interval(x.to(self.device()), self.levels) if self.levels else x.to(self.device()).float() / self.scale
+        return (
+            to_unit_interval(x.to(self.device()), self.levels)
+            if self.levels
+            else x.to(self.device()).float() / self.scale
+        )
 
     def decode(self, x0: Tensor, generator: torch.Generator | None = None, mode: bool = False) -> Tensor:
         """Model space -> stored data: the level whose bin holds ``x0`` (images), ``scale * x0`` (vectors)."""
@@ -196,8 +220,7 @@ class ContinuousModel(GenerativeModel):
         r""":math:`\hat x_0(x_t, t, y)` from the network, unguided (subclasses)."""
         raise NotImplementedError
 
-    def denoise(self, x_t: Tensor, t: Tensor, condition: Tensor | None = None,
-                guidance: float | None = None) -> Tensor:
+    def denoise(self, x_t: Tensor, t: Tensor, condition: Tensor | None = None, guidance: float | None = None) -> Tensor:
         r""":math:`\hat x_0`, guided as :math:`\hat x_0^\varnothing + s(\hat x_0^y - \hat x_0^\varnothing)` when ``s != 1``."""
         s = self.config.guidance if guidance is None else guidance
         if condition is None or s == 1.0:
@@ -212,14 +235,22 @@ class ContinuousModel(GenerativeModel):
         return ode_velocity(self.path(), x, t, self.x0_from_network(x, t, y))
 
     # -- sampling -----------------------------------------------------------------------------
-    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               sampler: str | None = None, nfe: int | None = None, guidance: float | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        nfe: int | None = None,
+        guidance: float | None = None,
+    ) -> Tensor:
         """``n`` samples with a shared ODE solver (``sampler``, ``nfe``, ``guidance`` override the config)."""
         sampler = sampler or self.config.sampler
         if sampler not in SOLVERS:
             raise ConfigError(f"{self.name}: unknown sampler '{sampler}'; samplers: {', '.join(SOLVERS)}")
         return registry.get("sampler", sampler, nfe=nfe or self.config.nfe, guidance=guidance)(
-            self, n, condition=condition, generator=generator)
+            self, n, condition=condition, generator=generator
+        )
 
     # -- likelihood ---------------------------------------------------------------------------
     def ode_times(self) -> tuple[float, float]:
@@ -235,8 +266,9 @@ class ContinuousModel(GenerativeModel):
         d = x1[0].numel()
         return -0.5 * (x1.flatten(1).square().sum(1) / var + d * math.log(2 * math.pi * var))
 
-    def ode_nll(self, batch: Batch, generator: torch.Generator | None = None,
-                divergence: str | None = None) -> tuple[Tensor, int]:
+    def ode_nll(
+        self, batch: Batch, generator: torch.Generator | None = None, divergence: str | None = None
+    ) -> tuple[Tensor, int]:
         """``(nll nats (B,), nfe)`` by the probability-flow ODE (see the module docstring)."""
         divergence = divergence or self.resolved_divergence(self.config, self.data)
         x = self.to_model_space(batch.x)
@@ -249,9 +281,19 @@ class ContinuousModel(GenerativeModel):
         y = self.labels(batch)
         t0, t1 = self.ode_times()
         c = self.config
-        result = ode.log_density(lambda z, t: self.velocity(z, t, y), x, t0, t1, self.prior_log_prob,
-                                 divergence=divergence, method=c.ode_method, steps=c.ode_steps, rtol=c.rtol,
-                                 atol=c.atol, generator=generator)
+        result = ode.log_density(
+            lambda z, t: self.velocity(z, t, y),
+            x,
+            t0,
+            t1,
+            self.prior_log_prob,
+            divergence=divergence,
+            method=c.ode_method,
+            steps=c.ode_steps,
+            rtol=c.rtol,
+            atol=c.atol,
+            generator=generator,
+        )
         self.last_nfe = result.nfe
         return constant - result.log_density, result.nfe
 
@@ -269,8 +311,12 @@ class ContinuousModel(GenerativeModel):
     def ode_settings(self) -> dict[str, Any]:
         """What evaluate reports about the likelihood ODE."""
         c = self.config
-        out: dict[str, Any] = {"ode_divergence": self.resolved_divergence(c, self.data), "ode_method": c.ode_method,
-                               "ode_t0": self.ode_times()[0], "ode_t1": self.ode_times()[1]}
+        out: dict[str, Any] = {
+            "ode_divergence": self.resolved_divergence(c, self.data),
+            "ode_method": c.ode_method,
+            "ode_t0": self.ode_times()[0],
+            "ode_t1": self.ode_times()[1],
+        }
         if c.ode_method == "rk4":
             out.update(ode_steps=c.ode_steps)
         else:

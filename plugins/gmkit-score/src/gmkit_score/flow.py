@@ -48,8 +48,9 @@ __all__ = ["FlowMatching", "FlowMatchingConfig", "ReflowStage"]
 class FlowMatchingConfig(ContinuousConfig):
     """Options of ``flow_matching``."""
 
-    coupling: str = opt("independent", "pairs (x0, eps): independent, or ot (exact minibatch assignment)",
-                        in_(("independent", "ot")))
+    coupling: str = opt(
+        "independent", "pairs (x0, eps): independent, or ot (exact minibatch assignment)", in_(("independent", "ot"))
+    )
     reflow_steps: int = opt(0, "training steps of the reflow stage (0: no reflow)", instance_of(int), ge(0))
     reflow_pairs: int = opt(0, "pairs drawn for reflow (0: as many as training examples)", instance_of(int), ge(0))
     reflow_nfe: int = opt(64, "RK4 velocity evaluations per reflow pair (a multiple of 4)", instance_of(int), ge(4))
@@ -62,8 +63,17 @@ class FlowMatching(ContinuousModel):
 
     Config: ClassVar[type] = FlowMatchingConfig
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
-        "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 500, "patience": 0,
+        "steps": 3000,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.995,
+        "eval_every": 500,
+        "patience": 0,
     }
 
     @classmethod
@@ -103,8 +113,9 @@ class FlowMatching(ContinuousModel):
 
     # -- reflow ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def reflow_pairs(self, n: int, generator: torch.Generator | None = None,
-                     batch_size: int = 500) -> tuple[Tensor, Tensor | None]:
+    def reflow_pairs(
+        self, n: int, generator: torch.Generator | None = None, batch_size: int = 500
+    ) -> tuple[Tensor, Tensor | None]:
         r"""``(pairs, labels)``: ``n`` rows :math:`[\hat x_0, \epsilon]` flattened, ``(n, 2D)``, by RK4 from ``t = 1``."""
         out, labels = [], []
         for start in range(0, n, batch_size):
@@ -128,11 +139,13 @@ class FlowMatching(ContinuousModel):
         n = self.config.reflow_pairs or len(data["train"])
         generator = torch.Generator(device=self.device()).manual_seed(self.config.seed + 1)
         pairs, labels = self.reflow_pairs(n + max(n // 10, 1), generator)
-        spec = DataSpec(name=f"{self.data.name}-reflow", kind="vector", shape=(pairs.shape[1],),
-                        num_classes=self.num_classes)
+        spec = DataSpec(
+            name=f"{self.data.name}-reflow", kind="vector", shape=(pairs.shape[1],), num_classes=self.num_classes
+        )
         split = {"train": slice(0, n), "validation": slice(n, None)}
-        stage_data = {k: Dataset(pairs[s].cpu(), None if labels is None else labels[s].cpu(), spec, k)
-                      for k, s in split.items()}
+        stage_data = {
+            k: Dataset(pairs[s].cpu(), None if labels is None else labels[s].cpu(), spec, k) for k, s in split.items()
+        }
         stage = ReflowStage(self, spec)
         steps = self.config.reflow_steps
         fit(stage, stage_data, steps=steps, eval_every=max(steps // 4, 1), warmup=min(100, steps // 10))
@@ -175,6 +188,5 @@ class ReflowStage(GenerativeModel):
             torch.manual_seed(0)
             return self._mean(data, batch_size, lambda b: self.loss(b)["loss"].expand(len(b)))
 
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         return self.flow.sample(n, condition=condition, generator=generator)

@@ -83,7 +83,9 @@ def divergence_hutchinson(v: Tensor, x: Tensor, probe: Tensor) -> Tensor:
     return (g * probe).flatten(1).sum(1)
 
 
-def _dynamics(velocity: Velocity, divergence: str, probe: Tensor | None) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+def _dynamics(
+    velocity: Velocity, divergence: str, probe: Tensor | None
+) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
     def f(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
@@ -94,9 +96,17 @@ def _dynamics(velocity: Velocity, divergence: str, probe: Tensor | None) -> Call
     return f
 
 
-def integrate(f: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], x: Tensor, t0: float, t1: float,
-              method: str = "rk4", steps: int = 50, rtol: float = 1e-5, atol: float = 1e-5,
-              max_steps: int = 10_000) -> tuple[Tensor, Tensor, int, int]:
+def integrate(
+    f: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    x: Tensor,
+    t0: float,
+    t1: float,
+    method: str = "rk4",
+    steps: int = 50,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    max_steps: int = 10_000,
+) -> tuple[Tensor, Tensor, int, int]:
     r"""Solve :math:`\dot x = f_x(x, t)`, :math:`\dot\ell = f_\ell(x, t)` from ``t0`` to ``t1`` with :math:`\ell(t_0) = 0`.
 
     ``f(x, t) -> (dx, dl)`` with ``t`` a ``(B,)`` tensor. Returns ``(x(t1), l(t1), nfe, steps)``.
@@ -108,7 +118,9 @@ def integrate(f: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], x: Tensor, t
     def call(y: tuple[Tensor, Tensor], t: float) -> tuple[Tensor, Tensor]:
         return f(y[0], torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
 
-    def axpy(y: tuple[Tensor, Tensor], h: float, ks: list[tuple[Tensor, Tensor]], ws: tuple[float, ...]) -> tuple[Tensor, Tensor]:
+    def axpy(
+        y: tuple[Tensor, Tensor], h: float, ks: list[tuple[Tensor, Tensor]], ws: tuple[float, ...]
+    ) -> tuple[Tensor, Tensor]:
         dx = sum((w * k[0] for w, k in zip(ws, ks, strict=False) if w), torch.zeros_like(y[0]))
         dl = sum((w * k[1] for w, k in zip(ws, ks, strict=False) if w), torch.zeros_like(y[1]))
         return y[0] + h * dx, y[1] + h * dl
@@ -140,8 +152,9 @@ def integrate(f: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], x: Tensor, t
         y5 = axpy(y, h, ks, _B5)
         y4 = axpy(y, h, ks, _B4)
         err = torch.cat([(y5[0] - y4[0]).flatten(1), (y5[1] - y4[1])[:, None]], 1)
-        scale = atol + rtol * torch.maximum(torch.cat([y[0].flatten(1), y[1][:, None]], 1).abs(),
-                                            torch.cat([y5[0].flatten(1), y5[1][:, None]], 1).abs())
+        scale = atol + rtol * torch.maximum(
+            torch.cat([y[0].flatten(1), y[1][:, None]], 1).abs(), torch.cat([y5[0].flatten(1), y5[1][:, None]], 1).abs()
+        )
         ratio = float((err / scale).square().mean(1).sqrt().max())
         if ratio <= 1.0:
             t, y, k_first, taken = t + h, y5, ks[-1], taken + 1  # FSAL: the last stage is f at the new point
@@ -149,9 +162,19 @@ def integrate(f: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], x: Tensor, t
     return y[0], y[1], nfe, taken
 
 
-def log_density(velocity: Velocity, x: Tensor, t0: float, t1: float, prior_log_prob: Callable[[Tensor], Tensor],
-                divergence: str = "exact", method: str = "rk4", steps: int = 50, rtol: float = 1e-5,
-                atol: float = 1e-5, generator: torch.Generator | None = None) -> ODEResult:
+def log_density(
+    velocity: Velocity,
+    x: Tensor,
+    t0: float,
+    t1: float,
+    prior_log_prob: Callable[[Tensor], Tensor],
+    divergence: str = "exact",
+    method: str = "rk4",
+    steps: int = 50,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    generator: torch.Generator | None = None,
+) -> ODEResult:
     r""":math:`\log p_{t_0}(x)` of the flow :math:`\dot x = v(x, t)` with :math:`p_{t_1}` = ``prior_log_prob`` (see the module docstring)."""
     probe = None
     if divergence == "hutchinson":

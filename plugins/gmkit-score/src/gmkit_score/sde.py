@@ -88,8 +88,11 @@ class ScoreSDEConfig(ContinuousConfig):
     sigma_min: float = opt(0.01, "ve: sigma(0)", gt(0.0))
     sigma_max: float = opt(20.0, "ve: sigma(1) (about the largest distance between data points)", gt(0.0))
     t_eps: float = opt(1e-5, "smallest time of training, sampling and the likelihood ODE", gt(0.0))
-    method: str = opt("ode", "sampling: ode (probability flow, shared solver), em (Euler-Maruyama), "
-                      "pc (predictor-corrector)", in_(METHODS))
+    method: str = opt(
+        "ode",
+        "sampling: ode (probability flow, shared solver), em (Euler-Maruyama), pc (predictor-corrector)",
+        in_(METHODS),
+    )
     steps: int = opt(500, "em/pc: reverse-SDE steps", instance_of(int), ge(1))
     snr: float = opt(0.16, "pc: Langevin signal-to-noise ratio r", gt(0.0))
     corrector_steps: int = opt(1, "pc: Langevin steps per predictor step", instance_of(int), ge(0))
@@ -100,8 +103,17 @@ class ScoreSDE(ContinuousModel):
 
     Config: ClassVar[type] = ScoreSDEConfig
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
-        "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 500, "patience": 0,
+        "steps": 3000,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.995,
+        "eval_every": 500,
+        "patience": 0,
     }
 
     @classmethod
@@ -121,8 +133,11 @@ class ScoreSDE(ContinuousModel):
             raise ConfigError(f"score_sde: t_eps must be small (< 0.5), got {config.t_eps}")
         self.network = self.build_network()
         c = config
-        self._path: GaussianPath = (VEPath(c.sigma_min, c.sigma_max, c.t_eps) if c.sde == "ve"
-                                    else (SubVPPath if c.sde == "subvp" else VPPath)(c.beta_min, c.beta_max, c.t_eps))
+        self._path: GaussianPath = (
+            VEPath(c.sigma_min, c.sigma_max, c.t_eps)
+            if c.sde == "ve"
+            else (SubVPPath if c.sde == "subvp" else VPPath)(c.beta_min, c.beta_max, c.t_eps)
+        )
 
     def path(self) -> GaussianPath:
         return self._path
@@ -149,9 +164,17 @@ class ScoreSDE(ContinuousModel):
         return {"loss": loss}
 
     # -- sampling -------------------------------------------------------------------------------
-    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               sampler: str | None = None, nfe: int | None = None, guidance: float | None = None,
-               method: str | None = None, steps: int | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        nfe: int | None = None,
+        guidance: float | None = None,
+        method: str | None = None,
+        steps: int | None = None,
+    ) -> Tensor:
         """``method``: ode (``sampler``, ``nfe``), em or pc (``steps``); ``guidance`` scales classifier-free guidance."""
         method = method or self.config.method
         if method not in METHODS:
@@ -167,8 +190,15 @@ class ScoreSDE(ContinuousModel):
         return f, 2 * s * ds - 2 * f * s.square()
 
     @torch.no_grad()
-    def reverse_sde(self, n: int, condition: Tensor | None, generator: torch.Generator | None, method: str,
-                    steps: int, guidance: float | None = None) -> Tensor:
+    def reverse_sde(
+        self,
+        n: int,
+        condition: Tensor | None,
+        generator: torch.Generator | None,
+        method: str,
+        steps: int,
+        guidance: float | None = None,
+    ) -> Tensor:
         """Euler-Maruyama (``em``) or predictor-corrector (``pc``) from the prior at ``t = 1``; data of the stored type."""
         y = self.sampling_labels(n, condition, generator)
         device, path = self.device(), self._path
@@ -197,4 +227,3 @@ class ScoreSDE(ContinuousModel):
                     x = x + eta * s + (2 * eta).sqrt() * z
         x0 = self.denoise(x, times[-1] * one, y, guidance)
         return self.decode(x0, generator, mode=True)
-

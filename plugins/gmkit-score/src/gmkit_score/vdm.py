@@ -62,12 +62,19 @@ class VDMConfig(ContinuousConfig):
     gamma_max: float = opt(5.0, "gamma(1) (learned: its initial value)")
     schedule_hidden: int = opt(1024, "learned: sigmoid units of the monotone network", instance_of(int), ge(1))
     T: int = opt(0, "0: continuous-time bound; T > 0: the T-step discrete-time bound", instance_of(int), ge(0))
-    prediction: str = opt("auto", "eps, levels (images: logits over the levels) or auto (levels for images)",
-                          in_(("auto", "eps", "levels")))
-    fourier: tuple[int, ...] = opt((-1,), "exponents n of the Fourier features sin/cos(2^n pi z); -1: from the "
-                                   "levels (log2(L-1) - 1 and log2(L-1)); empty: none")
-    nll_samples: int = opt(16, "Monte Carlo draws of (t, eps) per example in nll (stratified in t)",
-                           instance_of(int), ge(1))
+    prediction: str = opt(
+        "auto",
+        "eps, levels (images: logits over the levels) or auto (levels for images)",
+        in_(("auto", "eps", "levels")),
+    )
+    fourier: tuple[int, ...] = opt(
+        (-1,),
+        "exponents n of the Fourier features sin/cos(2^n pi z); -1: from the "
+        "levels (log2(L-1) - 1 and log2(L-1)); empty: none",
+    )
+    nll_samples: int = opt(
+        16, "Monte Carlo draws of (t, eps) per example in nll (stratified in t)", instance_of(int), ge(1)
+    )
     variance_weight: float = opt(1.0, "learned: weight of the variance objective of the schedule's shape", ge(0.0))
     sampler: str = opt("dpmpp_2m", "sampler of `sample`: euler, heun or dpmpp_2m", in_(("euler", "heun", "dpmpp_2m")))
 
@@ -78,7 +85,7 @@ def fourier_features(z: Tensor, exponents: tuple[int, ...]) -> Tensor:
         return z
     feats = [z]
     for n in exponents:
-        feats += [torch.sin(2.0 ** n * math.pi * z), torch.cos(2.0 ** n * math.pi * z)]
+        feats += [torch.sin(2.0**n * math.pi * z), torch.cos(2.0**n * math.pi * z)]
     return torch.cat(feats, 1)
 
 
@@ -88,8 +95,17 @@ class VDM(ContinuousModel):
     Config: ClassVar[type] = VDMConfig
     likelihood: ClassVar[str] = "bound"
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000, "batch_size": 128, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.0,
-        "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 500, "patience": 0,
+        "steps": 3000,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.995,
+        "eval_every": 500,
+        "patience": 0,
     }
 
     @classmethod
@@ -117,8 +133,11 @@ class VDM(ContinuousModel):
         self.input_multiplier = 1 + 2 * len(self.exponents)
         out = data.shape[0] * (int(self.levels or 1) if self.prediction == "levels" else 1)
         self.network = self.build_network(out)
-        self.gamma = (LearnedGamma(config.gamma_min, config.gamma_max, config.schedule_hidden)
-                      if config.schedule == "learned" else LinearGamma(config.gamma_min, config.gamma_max))
+        self.gamma = (
+            LearnedGamma(config.gamma_min, config.gamma_max, config.schedule_hidden)
+            if config.schedule == "learned"
+            else LinearGamma(config.gamma_min, config.gamma_max)
+        )
 
     # -- path and denoiser ----------------------------------------------------------------
     def path(self) -> GaussianPath:
@@ -168,8 +187,9 @@ class VDM(ContinuousModel):
         logp = torch.log_softmax(logits, dim=2).gather(2, x_stored.long().unsqueeze(2)).squeeze(2)
         return -logp.flatten(1).sum(1)
 
-    def diffusion_term(self, x: Tensor, y: Tensor | None, t: Tensor, eps: Tensor,
-                       train: bool = False) -> tuple[Tensor, Tensor]:
+    def diffusion_term(
+        self, x: Tensor, y: Tensor | None, t: Tensor, eps: Tensor, train: bool = False
+    ) -> tuple[Tensor, Tensor]:
         r"""``(L, V)``: the diffusion loss :math:`\mathcal L_\infty` (or :math:`\mathcal L_T`) per example,
         and (``train`` with a learned schedule) the loss whose square's gradient reaches only the shape."""
         g0, g1 = self.gamma.ends()
@@ -196,8 +216,7 @@ class VDM(ContinuousModel):
             t = torch.ceil(t * self.config.T).clamp(min=1) / self.config.T
         return t
 
-    def terms(self, batch: Batch, generator: torch.Generator | None = None,
-              samples: int = 1) -> dict[str, Tensor]:
+    def terms(self, batch: Batch, generator: torch.Generator | None = None, samples: int = 1) -> dict[str, Tensor]:
         """The three terms of the bound, ``(B,)`` nats each, averaged over ``samples`` draws."""
         device = self.device()
         x_stored = batch.x.to(device)
@@ -240,8 +259,13 @@ class VDM(ContinuousModel):
             # zero in value (the logged loss is the bound), the variance's gradient for the shape
             var = self.config.variance_weight * (variance / D).square().mean()
             loss = loss + (var - var.detach())
-        return {"loss": loss, "bound_nats_per_dim": bound.detach(), "diffusion": diff.mean().detach() / D,
-                "prior": prior.mean().detach() / D, "reconstruction": recon.mean().detach() / D}
+        return {
+            "loss": loss,
+            "bound_nats_per_dim": bound.detach(),
+            "diffusion": diff.mean().detach() / D,
+            "prior": prior.mean().detach() / D,
+            "reconstruction": recon.mean().detach() / D,
+        }
 
     def nll(self, batch: Batch) -> Tensor:
         """The variational bound in nats per example (a Monte Carlo estimate whose expectation is the bound)."""

@@ -75,22 +75,34 @@ def _pairs(default: tuple[str, ...], help: str) -> Any:  # noqa: A002 - attrs' w
 class LatentConfig:
     """Options of the ``latent`` model (``--set key=value``)."""
 
-    stage1: str = option("", "run file of a trained stage one (vae-like or vqvae), kept frozen; empty: train "
-                         "stage1_model in the main fit", v.instance_of(str))
-    stage1_model: str = option("vae", "registered model trained as stage one when stage1 is empty",
-                               [v.instance_of(str), v.min_len(1)])
-    stage1_options: tuple[str, ...] = _pairs((), "key=value options of stage1_model, e.g. "
-                                             "stage1_options=latent_dim=8,warmup_steps=500")
-    stage2: str = option("auto", "registered model fitted on the latents: auto = nsf for Gaussian latents, "
-                         "transformer for code maps", [v.instance_of(str), v.min_len(1)])
-    stage2_options: tuple[str, ...] = _pairs((), "key=value options of the stage-two model, e.g. "
-                                             "stage2_options=network=mlp,T=200")
-    stage2_train: tuple[str, ...] = _pairs((), "key=value trainer settings of stage two over its own defaults, "
-                                           "e.g. stage2_train=steps=2000,lr=1e-3")
-    latent_draws: int = option(8, "draws z ~ q(z|x) per image in stage two's training and validation sets "
-                               "(Gaussian latents)", v.ge(1))
-    iwae_k: int = option(100, "importance samples of the IWAE-k bound in evaluate (0: off; exact stage two only)",
-                         v.ge(0))
+    stage1: str = option(
+        "",
+        "run file of a trained stage one (vae-like or vqvae), kept frozen; empty: train stage1_model in the main fit",
+        v.instance_of(str),
+    )
+    stage1_model: str = option(
+        "vae", "registered model trained as stage one when stage1 is empty", [v.instance_of(str), v.min_len(1)]
+    )
+    stage1_options: tuple[str, ...] = _pairs(
+        (), "key=value options of stage1_model, e.g. stage1_options=latent_dim=8,warmup_steps=500"
+    )
+    stage2: str = option(
+        "auto",
+        "registered model fitted on the latents: auto = nsf for Gaussian latents, transformer for code maps",
+        [v.instance_of(str), v.min_len(1)],
+    )
+    stage2_options: tuple[str, ...] = _pairs(
+        (), "key=value options of the stage-two model, e.g. stage2_options=network=mlp,T=200"
+    )
+    stage2_train: tuple[str, ...] = _pairs(
+        (), "key=value trainer settings of stage two over its own defaults, e.g. stage2_train=steps=2000,lr=1e-3"
+    )
+    latent_draws: int = option(
+        8, "draws z ~ q(z|x) per image in stage two's training and validation sets (Gaussian latents)", v.ge(1)
+    )
+    iwae_k: int = option(
+        100, "importance samples of the IWAE-k bound in evaluate (0: off; exact stage two only)", v.ge(0)
+    )
     seed: int = option(0, "seed of the fixed noise of nll, validation and evaluate", v.instance_of(int))
 
 
@@ -107,8 +119,17 @@ class Latent(GenerativeModel):
     conditional = False
     #: The main fit trains stage one (default ``vae``): gmkit-vae's settings for its ``vae``.
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 6000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
-        "schedule": "cosine", "warmup": 0, "grad_clip": 0.0, "ema": 0.0, "eval_every": 250, "patience": 0,
+        "steps": 6000,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "optimizer": "adamw",
+        "weight_decay": 1e-4,
+        "schedule": "cosine",
+        "warmup": 0,
+        "grad_clip": 0.0,
+        "ema": 0.0,
+        "eval_every": 250,
+        "patience": 0,
     }
 
     stage1: Any  # a GenerativeModel keeping a stage-one contract (duck-typed), or None until loaded
@@ -248,7 +269,9 @@ class Latent(GenerativeModel):
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         """The main fit trains stage one only (none when it is frozen); stage two is fitted in :meth:`finish`."""
         stage1, _ = self._ready()
-        return {} if self.frozen else {"model": OptimizerGroup(tuple(p for p in stage1.parameters() if p.requires_grad))}
+        return (
+            {} if self.frozen else {"model": OptimizerGroup(tuple(p for p in stage1.parameters() if p.requires_grad))}
+        )
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """Stage one's loss (the main fit); with a frozen stage one, stage two's loss on this batch's latents."""
@@ -275,8 +298,11 @@ class Latent(GenerativeModel):
         own trainer defaults.
         """
         stage1, stage2 = self._ready()
-        latent_data = {split: self._latent_dataset(ds, stream) for stream, (split, ds) in
-                       enumerate(data.items()) if split in ("train", "validation")}
+        latent_data = {
+            split: self._latent_dataset(ds, stream)
+            for stream, (split, ds) in enumerate(data.items())
+            if split in ("train", "validation")
+        }
         overrides = {k: parse_literal(val) for k, val in parse_assignments(self.config.stage2_train).items()}
         self.stage2 = fit(stage2, latent_data, **overrides)
         self.stage2_fitted.fill_(1)
@@ -293,17 +319,22 @@ class Latent(GenerativeModel):
 
     # -- sampling and evaluation ----------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               **options: Any) -> Tensor:
+    def sample(
+        self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None, **options: Any
+    ) -> Tensor:
         """``z ~ p_2`` (``options`` go to stage two's ``sample``), ``x ~ p(x|z)``: ``(n, C, H, W)`` int64."""
         if condition is not None:
             raise ConfigError("latent is unconditional; sample without a label")
         with self._eval() as (stage1, stage2):
-            allowed = [k for k in inspect.signature(stage2.sample).parameters if k not in ("n", "condition", "generator")]
+            allowed = [
+                k for k in inspect.signature(stage2.sample).parameters if k not in ("n", "condition", "generator")
+            ]
             unknown = [k for k in options if k not in allowed]
             if unknown:
-                raise ConfigError(f"stage two '{self.stage2_name}' sampling has no option {', '.join(map(repr, unknown))}; "
-                                  f"options: {', '.join(allowed) or 'none'}")
+                raise ConfigError(
+                    f"stage two '{self.stage2_name}' sampling has no option {', '.join(map(repr, unknown))}; "
+                    f"options: {', '.join(allowed) or 'none'}"
+                )
             z = stage2.sample(n, generator=generator, **options)
             return self._decode_sample(z, generator)
 
@@ -325,7 +356,13 @@ class Latent(GenerativeModel):
         stage1, stage2 = self._ready()
         device = self.stage2_fitted.device
         generator, iwae_generator = self._generator(device), self._generator(device, 1)  # IWAE has its own stream,
-        sums = {"recon": 0.0, "entropy": 0.0, "latent": 0.0, "bound": 0.0, "iwae": 0.0}  # so the bound's draws match nll's
+        sums = {
+            "recon": 0.0,
+            "entropy": 0.0,
+            "latent": 0.0,
+            "bound": 0.0,
+            "iwae": 0.0,
+        }  # so the bound's draws match nll's
         k = self.config.iwae_k if self.kind == GAUSSIAN and likelihood_of(stage2) == "exact" else 0
         with self._eval():
             for b in data.batches(batch_size):
@@ -337,25 +374,35 @@ class Latent(GenerativeModel):
         n = max(len(data), 1)
         dims = data.spec.dims
         out: dict[str, Any] = {
-            "n": len(data), "likelihood": "bound", "exact": False,
-            "nll_nats": sums["bound"] / n, "bits_per_dim": bits_per_dim(sums["bound"] / n, dims),
-            "recon_nats": sums["recon"] / n, "entropy_nats": sums["entropy"] / n, "latent_nats": sums["latent"] / n,
-            "kl_nats": (sums["latent"] - sums["entropy"]) / n, "latent_kind": self.kind,
+            "n": len(data),
+            "likelihood": "bound",
+            "exact": False,
+            "nll_nats": sums["bound"] / n,
+            "bits_per_dim": bits_per_dim(sums["bound"] / n, dims),
+            "recon_nats": sums["recon"] / n,
+            "entropy_nats": sums["entropy"] / n,
+            "latent_nats": sums["latent"] / n,
+            "kl_nats": (sums["latent"] - sums["entropy"]) / n,
+            "latent_kind": self.kind,
             "stage1": {k_: self.info.get(k_) for k_ in ("model", "source", "sha256", "plugin", "config")},
-            "stage2": {"model": self.stage2_name, "likelihood": likelihood_of(stage2),
-                       "fitted": bool(self.stage2_fitted)},
+            "stage2": {
+                "model": self.stage2_name,
+                "likelihood": likelihood_of(stage2),
+                "fitted": bool(self.stage2_fitted),
+            },
         }
         if k:
-            out.update(iwae_nll_nats=sums["iwae"] / n, iwae_bits_per_dim=bits_per_dim(sums["iwae"] / n, dims),
-                       iwae_k=k)
+            out.update(iwae_nll_nats=sums["iwae"] / n, iwae_bits_per_dim=bits_per_dim(sums["iwae"] / n, dims), iwae_k=k)
         return out
 
     def describe(self) -> str:
         if self.stage1 is None:
             return f"{super().describe()} (stage one not loaded)"
         fitted = "" if bool(self.stage2_fitted) else " (not fitted)"
-        return (f"{super().describe()}: stage one {self.info['model']} ({self.kind}, {self.info['source']}), "
-                f"stage two {self.stage2_name}{fitted}")
+        return (
+            f"{super().describe()}: stage one {self.info['model']} ({self.kind}, {self.info['source']}), "
+            f"stage two {self.stage2_name}{fitted}"
+        )
 
 
 class LatentSampler:
@@ -376,8 +423,15 @@ class LatentSampler:
     def applies_to(model: GenerativeModel) -> str | None:
         return None if isinstance(model, Latent) else "the latent sampler needs a 'latent' model"
 
-    def __call__(self, model: GenerativeModel, n: int, *, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None, data: Dataset | None = None) -> Tensor:
+    def __call__(
+        self,
+        model: GenerativeModel,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        data: Dataset | None = None,
+    ) -> Tensor:
         why = self.applies_to(model)
         if why is not None:
             raise ConfigError(why)

@@ -46,12 +46,19 @@ class TransformerConfig:
     layers: int = option(4, "transformer blocks", v.ge(1))
     heads: int = option(4, "attention heads per block", v.ge(1))
     mlp_ratio: int = option(4, "hidden width of each block's MLP, in units of dim", v.ge(1))
-    dropout: float = option(0.1, "dropout on embeddings, attention weights and residual branches in training",
-                            [v.ge(0.0), v.lt(1.0)])
-    positions: str = option("learned", "learned (row + column + channel tables) or sinusoidal (fixed 2D code + "
-                            "learned channel table)", v.in_(("learned", "sinusoidal")))
-    cache: bool = option(True, "sample with the key/value cache (true) or recompute the prefix per sub-pixel (false)",
-                         v.instance_of(bool))
+    dropout: float = option(
+        0.1, "dropout on embeddings, attention weights and residual branches in training", [v.ge(0.0), v.lt(1.0)]
+    )
+    positions: str = option(
+        "learned",
+        "learned (row + column + channel tables) or sinusoidal (fixed 2D code + learned channel table)",
+        v.in_(("learned", "sinusoidal")),
+    )
+    cache: bool = option(
+        True,
+        "sample with the key/value cache (true) or recompute the prefix per sub-pixel (false)",
+        v.instance_of(bool),
+    )
 
 
 class Transformer(GenerativeModel):
@@ -62,16 +69,26 @@ class Transformer(GenerativeModel):
     conditional = False
     # Measured on digits (1000 training images), see docs/models/transformer.md.
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000, "batch_size": 32, "lr": 2e-3, "optimizer": "adamw", "weight_decay": 0.01,
-        "schedule": "cosine", "warmup": 100, "grad_clip": 1.0, "ema": 0.995, "eval_every": 100, "patience": 8,
+        "steps": 3000,
+        "batch_size": 32,
+        "lr": 2e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0.01,
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.995,
+        "eval_every": 100,
+        "patience": 8,
     }
 
     def __init__(self, config: TransformerConfig, data: DataSpec):
         super().__init__(config, data)
         name = "ctransformer" if self.conditional else "transformer"
         if not data.is_image or not data.levels or len(data.shape) != 3:
-            raise DataError(f"{name} models discrete (C, H, W) images; '{data.name}' is {data.kind} data "
-                            f"of shape {data.shape}")
+            raise DataError(
+                f"{name} models discrete (C, H, W) images; '{data.name}' is {data.kind} data of shape {data.shape}"
+            )
         if data.levels < 2:
             raise DataError(f"{name} needs at least 2 levels, '{data.name}' has {data.levels}")
         if self.conditional and not data.num_classes:
@@ -81,9 +98,17 @@ class Transformer(GenerativeModel):
         if config.positions == "sinusoidal" and config.dim % 4:
             raise ConfigError(f"{name}: positions=sinusoidal needs dim a multiple of 4, got dim={config.dim}")
         c, h, w = data.shape
-        self.net = CausalTransformer((c, h, w), data.levels, config.dim, config.layers, config.heads,
-                                     config.mlp_ratio, config.dropout, config.positions,
-                                     int(data.num_classes or 0) if self.conditional else 0)
+        self.net = CausalTransformer(
+            (c, h, w),
+            data.levels,
+            config.dim,
+            config.layers,
+            config.heads,
+            config.mlp_ratio,
+            config.dropout,
+            config.positions,
+            int(data.num_classes or 0) if self.conditional else 0,
+        )
 
     # -- sequences <-> images ------------------------------------------------------
     def to_sequence(self, x: Tensor) -> Tensor:
@@ -122,8 +147,13 @@ class Transformer(GenerativeModel):
         return {"loss": nll, "bits_per_dim": nll.detach() / (self.data.dims * math.log(2))}
 
     @torch.no_grad()
-    def sample(self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               cache: bool | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        cache: bool | None = None,
+    ) -> Tensor:
         """``(n, C, H, W)`` int64 levels; ``cache`` (default: the config's) picks the cached or the naive path.
 
         For ``ctransformer``, ``condition`` holds ``(n,)`` labels (or one label); when omitted,
@@ -132,8 +162,12 @@ class Transformer(GenerativeModel):
         device = self.net.token.weight.device
         if self.conditional:
             if condition is None:
-                condition = torch.randint(int(self.data.num_classes or 1), (n,), generator=generator,
-                                          device=generator.device if generator is not None else device)
+                condition = torch.randint(
+                    int(self.data.num_classes or 1),
+                    (n,),
+                    generator=generator,
+                    device=generator.device if generator is not None else device,
+                )
             condition = torch.as_tensor(condition, device=device).long()
             if condition.ndim == 0:
                 condition = condition.expand(n)

@@ -80,8 +80,9 @@ class Positions(nn.Module):
 class KVCache:
     """Keys and values of every layer for positions ``0 .. size-1``: ``(layers, B, heads, N, d_head)`` each."""
 
-    def __init__(self, layers: int, batch: int, heads: int, length: int, head_dim: int,
-                 device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self, layers: int, batch: int, heads: int, length: int, head_dim: int, device: torch.device, dtype: torch.dtype
+    ):
         self.k = torch.zeros(layers, batch, heads, length, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.size = 0
@@ -89,8 +90,8 @@ class KVCache:
     def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store ``k``, ``v`` ``(B, heads, n, d_head)`` after the cached positions; return all of them."""
         end = self.size + k.shape[2]
-        self.k[layer, :, :, self.size:end] = k
-        self.v[layer, :, :, self.size:end] = v
+        self.k[layer, :, :, self.size : end] = k
+        self.v[layer, :, :, self.size : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
@@ -143,8 +144,18 @@ class CausalTransformer(nn.Module):
         num_classes: ``K`` labels for a class embedding, or 0 for none.
     """
 
-    def __init__(self, shape: tuple[int, int, int], levels: int, dim: int, layers: int, heads: int,
-                 mlp_ratio: int, dropout: float, positions: str, num_classes: int = 0):
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        levels: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        mlp_ratio: int,
+        dropout: float,
+        positions: str,
+        num_classes: int = 0,
+    ):
         super().__init__()
         self.shape, self.levels, self.heads = shape, levels, heads
         self.length = math.prod(shape)
@@ -168,8 +179,9 @@ class CausalTransformer(nn.Module):
         d = w.shape[1]
         return KVCache(len(self.blocks), batch, self.heads, self.length, d // self.heads, w.device, w.dtype)
 
-    def forward(self, s: Tensor, offset: int = 0, cache: KVCache | None = None,
-                condition: Tensor | None = None) -> Tensor:
+    def forward(
+        self, s: Tensor, offset: int = 0, cache: KVCache | None = None, condition: Tensor | None = None
+    ) -> Tensor:
         n = s.shape[1]
         h = self.token(s) + self.positions(offset, n)  # (B, n, d)
         if self.label is not None:

@@ -30,8 +30,9 @@ __all__ = ["sample_cached", "sample_naive", "benchmark_sampling", "SAMPLERS"]
 
 
 @torch.no_grad()
-def sample_cached(net: CausalTransformer, n: int, condition: Tensor | None = None,
-                  generator: torch.Generator | None = None) -> Tensor:
+def sample_cached(
+    net: CausalTransformer, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """``(n, N)`` int64 tokens in raster order (channels inner), one cached step per sub-pixel."""
     device = net.token.weight.device
     out = torch.empty(n, net.length, dtype=torch.long, device=device)
@@ -40,13 +41,14 @@ def sample_cached(net: CausalTransformer, n: int, condition: Tensor | None = Non
     for p in range(net.length):
         logits = net(token, p, cache, condition)[:, -1]  # (n, L)
         out[:, p] = sample_categorical(logits, generator)
-        token = out[:, p:p + 1]
+        token = out[:, p : p + 1]
     return out
 
 
 @torch.no_grad()
-def sample_naive(net: CausalTransformer, n: int, condition: Tensor | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+def sample_naive(
+    net: CausalTransformer, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """``(n, N)`` int64 tokens in raster order, a full forward pass over the prefix per sub-pixel."""
     device = net.token.weight.device
     out = torch.zeros(n, net.length, dtype=torch.long, device=device)
@@ -77,6 +79,12 @@ def benchmark_sampling(model: Any, n: int = 4, seed: int = 0) -> dict[str, Any]:
         start = time.perf_counter()
         draws[cache] = model.sample(n, condition=condition, generator=torch.Generator().manual_seed(seed), cache=cache)
         seconds[cache] = time.perf_counter() - start
-    return {"n": n, "shape": list(model.data.shape), "cached_s": seconds[True], "naive_s": seconds[False],
-            "speedup": seconds[False] / seconds[True], "identical": bool(torch.equal(draws[True], draws[False])),
-            "threads": torch.get_num_threads()}
+    return {
+        "n": n,
+        "shape": list(model.data.shape),
+        "cached_s": seconds[True],
+        "naive_s": seconds[False],
+        "speedup": seconds[False] / seconds[True],
+        "identical": bool(torch.equal(draws[True], draws[False])),
+        "threads": torch.get_num_threads(),
+    }

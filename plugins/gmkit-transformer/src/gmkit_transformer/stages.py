@@ -39,8 +39,10 @@ __all__ = ["GAUSSIAN", "CODES", "latent_kind", "latent_spec", "from_file", "from
 
 GAUSSIAN, CODES = "gaussian", "codes"
 
-CONTRACT = ("a stage one must be a VAE-like model (encoder(x) -> Normal q(z|x), decoder(z) -> p(x|z), "
-            "config.latent_dim) or a VQ-VAE (encode_codes(x), decode(codes), latent_shape, config.codebook_size)")
+CONTRACT = (
+    "a stage one must be a VAE-like model (encoder(x) -> Normal q(z|x), decoder(z) -> p(x|z), "
+    "config.latent_dim) or a VQ-VAE (encode_codes(x), decode(codes), latent_shape, config.codebook_size)"
+)
 
 
 def sha256(path: str | Path) -> str:
@@ -57,8 +59,10 @@ def latent_kind(model: Any, name: str) -> str:
     if getattr(model, "conditional", False):
         raise ConfigError(f"model 'latent': stage one '{name}' is label-conditional; use an unconditional one")
     if likelihood_of(model) == "none":
-        raise ConfigError(f"model 'latent': stage one '{name}' has no likelihood p(x|z) on the levels "
-                          "(e.g. vqvae with decoder=mse); the pixel bound needs a normalised decoder")
+        raise ConfigError(
+            f"model 'latent': stage one '{name}' has no likelihood p(x|z) on the levels "
+            "(e.g. vqvae with decoder=mse); the pixel bound needs a normalised decoder"
+        )
     if all(hasattr(model, a) for a in ("encode_codes", "decode", "latent_shape")):
         return CODES
     if all(hasattr(model, a) for a in ("encoder", "decoder")) and hasattr(model.config, "latent_dim"):
@@ -83,9 +87,11 @@ def latent_spec(model: Any, kind: str) -> DataSpec:
 
 def _check_data(stage1: DataSpec, data: DataSpec, where: str) -> None:
     if (stage1.kind, tuple(stage1.shape), stage1.levels) != (data.kind, tuple(data.shape), data.levels):
-        raise DataError(f"model 'latent': stage one {where} was trained on {stage1.kind} {tuple(stage1.shape)} with "
-                        f"{stage1.levels} levels, but the data '{data.name}' is {data.kind} {tuple(data.shape)} with "
-                        f"{data.levels} levels")
+        raise DataError(
+            f"model 'latent': stage one {where} was trained on {stage1.kind} {tuple(stage1.shape)} with "
+            f"{stage1.levels} levels, but the data '{data.name}' is {data.kind} {tuple(data.shape)} with "
+            f"{data.levels} levels"
+        )
 
 
 def from_file(path: str, data: DataSpec) -> tuple[GenerativeModel, dict[str, Any]]:
@@ -94,8 +100,15 @@ def from_file(path: str, data: DataSpec) -> tuple[GenerativeModel, dict[str, Any
     spec = DataSpec.from_json(record.data["spec"])
     _check_data(spec, data, f"'{path}'")
     model = build_model(record, record.best)
-    info = {"source": str(path), "sha256": sha256(path), "model": record.model, "plugin": record.plugin,
-            "plugin_version": record.plugin_version, "config": record.config, "data": record.data}
+    info = {
+        "source": str(path),
+        "sha256": sha256(path),
+        "model": record.model,
+        "plugin": record.plugin,
+        "plugin_version": record.plugin_version,
+        "config": record.config,
+        "data": record.data,
+    }
     return model, info
 
 
@@ -103,8 +116,14 @@ def from_registry(name: str, options: dict[str, Any], data: DataSpec) -> tuple[G
     """A new, untrained stage one and its provenance record (trained in this run)."""
     model = registry.get("model", name, data=data, **options)
     entry = registry.entry("model", name)
-    info = {"source": "trained in this run", "sha256": None, "model": name, "plugin": entry.plugin,
-            "config": config_to_dict(model.config), "data": {"spec": data.to_json()}}
+    info = {
+        "source": "trained in this run",
+        "sha256": None,
+        "model": name,
+        "plugin": entry.plugin,
+        "config": config_to_dict(model.config),
+        "data": {"spec": data.to_json()},
+    }
     return model, info
 
 

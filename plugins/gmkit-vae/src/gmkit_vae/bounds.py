@@ -53,8 +53,14 @@ def kl_divergence(q: Any, prior: Prior, z: Tensor) -> Tensor:
     return q.log_prob(z) - prior.log_prob(z)
 
 
-def elbo(x: Tensor, encoder: nn.Module, decoder: nn.Module, prior: Prior, condition: Tensor | None = None,
-         generator: torch.Generator | None = None) -> ELBO:
+def elbo(
+    x: Tensor,
+    encoder: nn.Module,
+    decoder: nn.Module,
+    prior: Prior,
+    condition: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> ELBO:
     """One-sample ELBO terms of ``x`` ``(B, *shape)``; see the module docstring."""
     q = encoder(x, condition)
     z = q.rsample(generator)  # (B, D)
@@ -66,8 +72,16 @@ def _repeat(t: Tensor | None, k: int) -> Tensor | None:
     return None if t is None else t.unsqueeze(0).expand(k, *t.shape).reshape(k * t.shape[0], *t.shape[1:])
 
 
-def log_weights(x: Tensor, q: Any, decoder: nn.Module, prior: Prior, k: int, condition: Tensor | None = None,
-                generator: torch.Generator | None = None, kl_weight: float = 1.0) -> Tensor:
+def log_weights(
+    x: Tensor,
+    q: Any,
+    decoder: nn.Module,
+    prior: Prior,
+    k: int,
+    condition: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    kl_weight: float = 1.0,
+) -> Tensor:
     r"""``(k, B)`` log importance weights :math:`\log p(x\mid z_i) + w\,(\log p(z_i) - \log q(z_i\mid x))`, :math:`z_i \sim q`.
 
     ``q`` is the encoder's output for ``x``; ``w = kl_weight`` is 1 for the bound
@@ -81,8 +95,17 @@ def log_weights(x: Tensor, q: Any, decoder: nn.Module, prior: Prior, k: int, con
     return log_px + kl_weight * (log_pz - log_q)
 
 
-def iwae(x: Tensor, encoder: nn.Module, decoder: nn.Module, prior: Prior, k: int, condition: Tensor | None = None,
-         generator: torch.Generator | None = None, chunk: int | None = None, kl_weight: float = 1.0) -> Tensor:
+def iwae(
+    x: Tensor,
+    encoder: nn.Module,
+    decoder: nn.Module,
+    prior: Prior,
+    k: int,
+    condition: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk: int | None = None,
+    kl_weight: float = 1.0,
+) -> Tensor:
     r"""IWAE-k bound ``(B,)``, drawing at most ``chunk`` samples per example at a time to bound memory.
 
     :math:`\log\frac1k\sum_i w_i = \mathrm{logsumexp}_c(\mathrm{logsumexp}_{i\in c}\log w_i) - \log k` over chunks ``c``.
@@ -91,7 +114,8 @@ def iwae(x: Tensor, encoder: nn.Module, decoder: nn.Module, prior: Prior, k: int
         raise ValueError(f"k must be at least 1, got {k}")
     q = encoder(x, condition)
     step = k if chunk is None else max(1, chunk)
-    parts = [torch.logsumexp(log_weights(x, q, decoder, prior, min(step, k - start), condition, generator,
-                                         kl_weight), dim=0)
-             for start in range(0, k, step)]
+    parts = [
+        torch.logsumexp(log_weights(x, q, decoder, prior, min(step, k - start), condition, generator, kl_weight), dim=0)
+        for start in range(0, k, step)
+    ]
     return torch.logsumexp(torch.stack(parts), dim=0) - math.log(k)

@@ -168,8 +168,7 @@ class HVAE(VAE):
             return self.encoder(x, condition).top_mean
 
     @torch.no_grad()
-    def decode(self, z: Tensor, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def decode(self, z: Tensor, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``z_L`` ``(n, D)`` -> ancestral draw of ``z_{L-1..1}`` -> ``x ~ p(x|z_1)``, shaped like :meth:`sample`."""
         with self._evaluating():
             return self.decoder(self.prior.descend(z, generator), condition).sample(generator)

@@ -50,27 +50,45 @@ class VAEConfig:
     """Options shared by every VAE variant."""
 
     latent_dim: int = option(16, "size D of the latent z", v.gt(0))
-    network: str = option("auto", "encoder/decoder: mlp, conv (images with sides multiple of 4), auto = conv for "
-                          "images >= 16x16 else mlp", v.in_(NETWORKS))
-    hidden: tuple[int, ...] = option((512,), "widths of the fully connected hidden layers of the encoder (the "
-                                     "decoder mirrors them)", converter=tuple)
+    network: str = option(
+        "auto",
+        "encoder/decoder: mlp, conv (images with sides multiple of 4), auto = conv for images >= 16x16 else mlp",
+        v.in_(NETWORKS),
+    )
+    hidden: tuple[int, ...] = option(
+        (512,), "widths of the fully connected hidden layers of the encoder (the decoder mirrors them)", converter=tuple
+    )
     channels: int = option(32, "channels of the first conv layer (conv network only)", v.gt(0))
     activation: str = option("elu", "hidden-layer nonlinearity", v.in_(tuple(ACTIVATIONS)))
-    dropout: float = option(0.3, "dropout after each fully connected hidden layer (regularises small data sets)",
-                            [v.ge(0.0), v.lt(1.0)])
-    output: str = option("auto", "p(x|z), a core observation head: auto = bernoulli (2 levels), logistic_mixture "
-                         "(more levels), gaussian (vectors); or categorical, logistic, discretized_gaussian",
-                         v.in_(HEADS))
+    dropout: float = option(
+        0.3, "dropout after each fully connected hidden layer (regularises small data sets)", [v.ge(0.0), v.lt(1.0)]
+    )
+    output: str = option(
+        "auto",
+        "p(x|z), a core observation head: auto = bernoulli (2 levels), logistic_mixture "
+        "(more levels), gaussian (vectors); or categorical, logistic, discretized_gaussian",
+        v.in_(HEADS),
+    )
     mixtures: int = option(5, "components K of the discretised logistic mixture", v.gt(0))
-    prior: str = option("standard_normal", "registered prior p(z) by name (standard_normal: closed-form KL; "
-                        "others: Monte Carlo KL)")
+    prior: str = option(
+        "standard_normal", "registered prior p(z) by name (standard_normal: closed-form KL; others: Monte Carlo KL)"
+    )
     warmup_steps: int = option(2000, "steps of linear KL warm-up from 0 to full weight (0: none)", v.ge(0))
-    iwae_k: int = option(100, "importance samples k of the IWAE bound reported by evaluate (--set iwae_k=1000 for "
-                         "the customary figure, ten times slower)", v.gt(0))
-    iwae_subset: int = option(0, "examples of the split the IWAE bound is computed on in evaluate: a fixed random "
-                              "subset of this many (0: all); iwae_stderr gives its standard error", v.ge(0))
-    iwae_chunk: int = option(100, "importance samples drawn at a time per example when evaluating (bounds memory)",
-                             v.gt(0))
+    iwae_k: int = option(
+        100,
+        "importance samples k of the IWAE bound reported by evaluate (--set iwae_k=1000 for "
+        "the customary figure, ten times slower)",
+        v.gt(0),
+    )
+    iwae_subset: int = option(
+        0,
+        "examples of the split the IWAE bound is computed on in evaluate: a fixed random "
+        "subset of this many (0: all); iwae_stderr gives its standard error",
+        v.ge(0),
+    )
+    iwae_chunk: int = option(
+        100, "importance samples drawn at a time per example when evaluating (bounds memory)", v.gt(0)
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.hidden or any(h < 1 for h in self.hidden):
@@ -84,8 +102,17 @@ class VAE(GenerativeModel):
     likelihood: ClassVar[str] = "bound"
     conditional = False
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 6000, "batch_size": 64, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 1e-4,
-        "schedule": "cosine", "warmup": 0, "grad_clip": 0.0, "ema": 0.0, "eval_every": 250, "patience": 0,
+        "steps": 6000,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "optimizer": "adamw",
+        "weight_decay": 1e-4,
+        "schedule": "cosine",
+        "warmup": 0,
+        "grad_clip": 0.0,
+        "ema": 0.0,
+        "eval_every": 250,
+        "patience": 0,
     }
 
     encoder: nn.Module
@@ -95,11 +122,17 @@ class VAE(GenerativeModel):
     def __init__(self, config: VAEConfig, data: DataSpec):
         super().__init__(config, data)
         classes = self._classes(data)
-        options = {"network": choose_network(data, config.network), "hidden": config.hidden,
-                   "channels": config.channels, "activation": config.activation, "dropout": config.dropout,
-                   "classes": classes}
-        head = make_head(config.output, data.levels if data.is_image else None, config.mixtures,
-                         event_dims=len(data.shape))
+        options = {
+            "network": choose_network(data, config.network),
+            "hidden": config.hidden,
+            "channels": config.channels,
+            "activation": config.activation,
+            "dropout": config.dropout,
+            "classes": classes,
+        }
+        head = make_head(
+            config.output, data.levels if data.is_image else None, config.mixtures, event_dims=len(data.shape)
+        )
         self.build(head, options)
 
     # -- the pieces (variants override these) --------------------------------------------
@@ -138,8 +171,12 @@ class VAE(GenerativeModel):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         terms, w = self.bound(batch), self.kl_weight()
         loss = -(terms.reconstruction - w * terms.kl).mean()
-        return {"loss": loss, "elbo": terms.elbo.mean().detach(), "kl": terms.kl.mean().detach(),
-                "kl_weight": loss.new_tensor(w)}
+        return {
+            "loss": loss,
+            "elbo": terms.elbo.mean().detach(),
+            "kl": terms.kl.mean().detach(),
+            "kl_weight": loss.new_tensor(w),
+        }
 
     def nll(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
         """``-ELBO`` ``(B,)`` nats (one posterior draw): an upper bound on ``-log P(x)``."""
@@ -147,8 +184,16 @@ class VAE(GenerativeModel):
 
     def iwae_nll(self, batch: Batch, k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``-IWAE_k`` ``(B,)`` nats (``k`` defaults to ``iwae_k``), drawn ``iwae_chunk`` samples at a time."""
-        return -iwae(batch.x, self.encoder, self.decoder, self.prior, k or self.config.iwae_k,
-                     self._condition(batch), generator, self.config.iwae_chunk)
+        return -iwae(
+            batch.x,
+            self.encoder,
+            self.decoder,
+            self.prior,
+            k or self.config.iwae_k,
+            self._condition(batch),
+            generator,
+            self.config.iwae_chunk,
+        )
 
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
         """Mean ``-(log p(x|z) - beta KL)`` in nats (``-ELBO`` unless ``beta != 1``) under fixed noise.
@@ -179,13 +224,24 @@ class VAE(GenerativeModel):
             for b in data.batches(batch_size):
                 kl += float(self.bound(b.to(device), generator).kl.double().sum())
             index = self.iwae_examples(len(data))
-            iw = torch.cat([self.iwae_nll(data.batch(chunk).to(device), generator=generator).double().cpu()
-                            for chunk in index.split(batch_size)])
+            iw = torch.cat(
+                [
+                    self.iwae_nll(data.batch(chunk).to(device), generator=generator).double().cpu()
+                    for chunk in index.split(batch_size)
+                ]
+            )
         n, m = max(len(data), 1), len(iw)
-        stderr = float(iw.std() / m ** 0.5) if m > 1 else float("nan")
+        stderr = float(iw.std() / m**0.5) if m > 1 else float("nan")
         key = "conditional_iwae_nll_nats" if out.get("conditional") else "iwae_nll_nats"
-        out.update({"kl_nats": kl / n, key: float(iw.mean()), "iwae_k": self.config.iwae_k, "iwae_subset": m,
-                    "iwae_stderr": stderr})
+        out.update(
+            {
+                "kl_nats": kl / n,
+                key: float(iw.mean()),
+                "iwae_k": self.config.iwae_k,
+                "iwae_subset": m,
+                "iwae_stderr": stderr,
+            }
+        )
         if data.spec.kind != "vector":
             out[key.replace("nll_nats", "bits_per_dim")] = bits_per_dim(out[key], data.spec.dims)
         return out
@@ -211,23 +267,25 @@ class VAE(GenerativeModel):
             return self.encoder(x, condition).loc
 
     @torch.no_grad()
-    def decode(self, z: Tensor, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def decode(self, z: Tensor, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """A draw from :math:`p(x\\mid z)` for latents ``z`` ``(n, D)``, shaped like :meth:`sample`."""
         with self._evaluating():
             return self.decoder(z, condition).sample(generator)
 
     @torch.no_grad()
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``z ~ p(z)``, ``x ~ p(x|z)``: ``(n, *shape)`` (int64 levels for images).
 
         A conditional model with no ``condition`` draws the labels uniformly.
         """
         with self._evaluating() as (device, _):
             if self.conditional and condition is None:
-                condition = torch.randint(self.data.num_classes or 1, (n,), generator=generator,
-                                          device=generator.device if generator is not None else device)
+                condition = torch.randint(
+                    self.data.num_classes or 1,
+                    (n,),
+                    generator=generator,
+                    device=generator.device if generator is not None else device,
+                )
             if condition is not None:
                 condition = condition.to(device)
             return self.decode(self.latent_prior.sample(n, generator=generator), condition, generator)
@@ -249,8 +307,9 @@ class VAE(GenerativeModel):
 class BetaVAEConfig(VAEConfig):
     """``vae`` options plus the KL weight ``beta``."""
 
-    beta: float = option(4.0, "weight beta on the KL term in training (after warm-up); beta > 1 favours "
-                         "disentangled latents", v.ge(0.0))
+    beta: float = option(
+        4.0, "weight beta on the KL term in training (after warm-up); beta > 1 favours disentangled latents", v.ge(0.0)
+    )
 
 
 class BetaVAE(VAE):
@@ -287,13 +346,26 @@ class IWAE(VAE):
     Config = IWAEConfig
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        bound = iwae(batch.x, self.encoder, self.decoder, self.prior, self.config.k, self._condition(batch),
-                     kl_weight=self.kl_weight())
-        return {"loss": -bound.mean(), "objective": bound.mean().detach(), "kl_weight": bound.new_tensor(self.kl_weight())}
+        bound = iwae(
+            batch.x,
+            self.encoder,
+            self.decoder,
+            self.prior,
+            self.config.k,
+            self._condition(batch),
+            kl_weight=self.kl_weight(),
+        )
+        return {
+            "loss": -bound.mean(),
+            "objective": bound.mean().detach(),
+            "kl_weight": bound.new_tensor(self.kl_weight()),
+        }
 
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
         """Mean ``-IWAE_k`` (the training ``k``) in nats under fixed noise: the bound this model optimises."""
         with self._evaluating() as (device, generator):
-            total = sum(float(self.iwae_nll(b.to(device), self.config.k, generator).double().sum())
-                        for b in data.batches(batch_size))
+            total = sum(
+                float(self.iwae_nll(b.to(device), self.config.k, generator).double().sum())
+                for b in data.batches(batch_size)
+            )
         return total / max(len(data), 1)

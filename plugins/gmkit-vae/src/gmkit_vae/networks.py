@@ -51,8 +51,10 @@ def choose_network(spec: DataSpec, name: str) -> str:
         raise ConfigError(f"unknown network '{name}'; choices: {', '.join(NETWORKS)}")
     convolvable = spec.is_image and len(spec.shape) == 3 and all(s % 4 == 0 for s in spec.shape[1:])
     if name == "conv" and not convolvable:
-        raise ConfigError(f"network 'conv' needs images with height and width multiples of 4, "
-                          f"{spec.name} has shape {spec.shape}; use network=mlp")
+        raise ConfigError(
+            f"network 'conv' needs images with height and width multiples of 4, "
+            f"{spec.name} has shape {spec.shape}; use network=mlp"
+        )
     if name == "auto":
         return "conv" if convolvable and min(spec.shape[1:]) >= 16 else "mlp"
     return name
@@ -76,9 +78,12 @@ class _ConvTorso(nn.Sequential):
     def __init__(self, in_channels: int, c: int, activation: str):
         act = ACTIVATIONS[activation]
         super().__init__(
-            nn.Conv2d(in_channels, c, 3, padding=1), act(),
-            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1), act(),  # (B, 2c, H/2, W/2)
-            nn.Conv2d(2 * c, 2 * c, 4, stride=2, padding=1), act(),  # (B, 2c, H/4, W/4)
+            nn.Conv2d(in_channels, c, 3, padding=1),
+            act(),
+            nn.Conv2d(c, 2 * c, 4, stride=2, padding=1),
+            act(),  # (B, 2c, H/2, W/2)
+            nn.Conv2d(2 * c, 2 * c, 4, stride=2, padding=1),
+            act(),  # (B, 2c, H/4, W/4)
             nn.Flatten(),
         )
 
@@ -93,8 +98,10 @@ class _ConvHead(nn.Module):
         self.grid, self.channels, self.params = (2 * c, h // 4, w // 4), channels, params
         self.body = nn.Sequential(
             act(),
-            nn.ConvTranspose2d(2 * c, 2 * c, 4, stride=2, padding=1), act(),  # (B, 2c, H/2, W/2)
-            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1), act(),  # (B, c, H, W)
+            nn.ConvTranspose2d(2 * c, 2 * c, 4, stride=2, padding=1),
+            act(),  # (B, 2c, H/2, W/2)
+            nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1),
+            act(),  # (B, c, H, W)
             nn.Conv2d(c, channels * params, 3, padding=1),  # (B, C*P, H, W)
         )
 
@@ -107,8 +114,18 @@ class _ConvHead(nn.Module):
 class GaussianEncoder(Encoder):
     r""":math:`x, y \mapsto q(z \mid x, y) = \mathcal N(\mu, \mathrm{diag}\exp(\log\sigma^2))`, ``loc`` ``(B, D)``."""
 
-    def __init__(self, spec: DataSpec, latent_dim: int, *, network: str = "mlp", hidden: tuple[int, ...] = (256,),
-                 channels: int = 32, activation: str = "elu", dropout: float = 0.0, classes: int = 0):
+    def __init__(
+        self,
+        spec: DataSpec,
+        latent_dim: int,
+        *,
+        network: str = "mlp",
+        hidden: tuple[int, ...] = (256,),
+        channels: int = 32,
+        activation: str = "elu",
+        dropout: float = 0.0,
+        classes: int = 0,
+    ):
         super().__init__()
         self.spec, self.classes = spec, classes
         if network == "conv":
@@ -128,19 +145,33 @@ class GaussianEncoder(Encoder):
 class ObservationDecoder(Decoder):
     r""":math:`z, y \mapsto p(x \mid z, y)`: ``z`` ``(B, D)`` -> raw parameters ``(B, *shape, P)`` -> distribution."""
 
-    def __init__(self, spec: DataSpec, latent_dim: int, observation: Head, *, network: str = "mlp",
-                 hidden: tuple[int, ...] = (256,), channels: int = 32, activation: str = "elu",
-                 dropout: float = 0.0, classes: int = 0):
+    def __init__(
+        self,
+        spec: DataSpec,
+        latent_dim: int,
+        observation: Head,
+        *,
+        network: str = "mlp",
+        hidden: tuple[int, ...] = (256,),
+        channels: int = 32,
+        activation: str = "elu",
+        dropout: float = 0.0,
+        classes: int = 0,
+    ):
         super().__init__()
         self.spec, self.classes, self.observation = spec, classes, observation
         sizes = [latent_dim + classes, *reversed(hidden)]
         if network == "conv":
             grid = 2 * channels * (spec.shape[1] // 4) * (spec.shape[2] // 4)
-            self.body = nn.Sequential(mlp([*sizes, grid], activation, dropout),
-                                      _ConvHead(spec.shape, channels, observation.params, activation))
+            self.body = nn.Sequential(
+                mlp([*sizes, grid], activation, dropout),
+                _ConvHead(spec.shape, channels, observation.params, activation),
+            )
         else:
-            self.body = nn.Sequential(mlp([*sizes, spec.dims * observation.params], activation, dropout),
-                                      nn.Unflatten(1, (*spec.shape, observation.params)))
+            self.body = nn.Sequential(
+                mlp([*sizes, spec.dims * observation.params], activation, dropout),
+                nn.Unflatten(1, (*spec.shape, observation.params)),
+            )
 
     def raw(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """Raw observation parameters ``(B, *shape, P)``."""

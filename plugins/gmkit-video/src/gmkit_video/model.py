@@ -83,25 +83,38 @@ class VideoGPTConfig:
     downsample: int = option(4, "s: each code time step is an (H/s, W/s) map", _powers)
     hidden: int = option(32, "channels of the 3D encoder and decoder", [_int, _positive])
     res_blocks: int = option(1, "residual blocks in the encoder and in the decoder", [_int, v.ge(0)])
-    temporal: bool = option(True, "model time (3D codes over the clip); false: the per-frame baseline, each frame "
-                            "coded and modelled on its own", v.instance_of(bool))
+    temporal: bool = option(
+        True,
+        "model time (3D codes over the clip); false: the per-frame baseline, each frame coded and modelled on its own",
+        v.instance_of(bool),
+    )
     decoder: str = option("logistic_mixture", "p(x|z_q): a core observation head over the levels", v.in_(DECODERS))
     mixtures: int = option(3, "components of the logistic_mixture decoder", [_int, _positive])
     beta: float = option(0.25, "weight of the commitment loss", [v.instance_of(float), v.ge(0.0)])
     ema_decay: float = option(0.99, "gamma of the EMA codebook", [v.instance_of(float), v.ge(0.0), v.lt(1.0)])
     ema_eps: float = option(1e-5, "epsilon, Laplace smoothing of the EMA counts", [v.instance_of(float), _positive])
-    dead_code_window: int = option(50, "restart codes unused for this many training batches at encoder outputs "
-                                   "(0: never)", [_int, v.ge(0)])
-    prior: str = option("transformer", "prior over code volumes fitted as stage 2: a registered image model with "
-                        "an exact likelihood and teacher-forced logits (transformer)", [v.instance_of(str),
-                                                                                        v.min_len(1)])
-    prior_options: tuple[str, ...] = option(("dim=64", "layers=4", "heads=4", "dropout=0.1"),
-                                            "key=value options of the prior, e.g. prior_options=dim=64,layers=4",
-                                            [v.instance_of(tuple), _assignments])
-    prior_train: tuple[str, ...] = option(("steps=600", "eval_every=100"), "key=value trainer settings of stage 2 "
-                                          "over the prior's own defaults", [v.instance_of(tuple), _assignments])
-    decode: str = option("sample", "how samples leave the decoder: a draw from p(x|z_q) or its mode",
-                         v.in_(("sample", "mode")))
+    dead_code_window: int = option(
+        50, "restart codes unused for this many training batches at encoder outputs (0: never)", [_int, v.ge(0)]
+    )
+    prior: str = option(
+        "transformer",
+        "prior over code volumes fitted as stage 2: a registered image model with "
+        "an exact likelihood and teacher-forced logits (transformer)",
+        [v.instance_of(str), v.min_len(1)],
+    )
+    prior_options: tuple[str, ...] = option(
+        ("dim=64", "layers=4", "heads=4", "dropout=0.1"),
+        "key=value options of the prior, e.g. prior_options=dim=64,layers=4",
+        [v.instance_of(tuple), _assignments],
+    )
+    prior_train: tuple[str, ...] = option(
+        ("steps=600", "eval_every=100"),
+        "key=value trainer settings of stage 2 over the prior's own defaults",
+        [v.instance_of(tuple), _assignments],
+    )
+    decode: str = option(
+        "sample", "how samples leave the decoder: a draw from p(x|z_q) or its mode", v.in_(("sample", "mode"))
+    )
 
 
 class VideoGPT(GenerativeModel):
@@ -115,15 +128,23 @@ class VideoGPT(GenerativeModel):
     #: the prior's parameters get no gradient in stage 1
     ddp_find_unused_parameters: ClassVar[bool] = True
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 400, "batch_size": 16, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
-        "warmup": 100, "grad_clip": 1.0, "ema": 0.0, "eval_every": 100,
+        "steps": 400,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "optimizer": "adam",
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.0,
+        "eval_every": 100,
     }
 
     def __init__(self, config: VideoGPTConfig, data: DataSpec):
         super().__init__(config, data)
         if not data.is_video or not data.levels:
-            raise DataError(f"videogpt models clips (N, T, C, H, W) with integer levels; '{data.name}' is "
-                            f"{data.kind} data")
+            raise DataError(
+                f"videogpt models clips (N, T, C, H, W) with integer levels; '{data.name}' is {data.kind} data"
+            )
         T, C, H, W = data.shape
         s, st = config.downsample, (config.time_downsample if config.temporal else 1)
         if config.time_downsample != 1 and not config.temporal:
@@ -135,10 +156,12 @@ class VideoGPT(GenerativeModel):
         self.volume = (T // st, H // s, W // s)  # (t, h, w) codes per clip
         self.head = make_head(config.decoder, data.levels, config.mixtures, owner="decoder")
         self.encoder = VideoEncoder(C, config.hidden, config.code_dim, st, s, config.res_blocks, config.temporal)
-        self.quantizer = VolumeQuantizer(config.codebook_size, config.code_dim, config.ema_decay, config.ema_eps,
-                                         config.dead_code_window)
-        self.decoder = VideoDecoder(config.code_dim, config.hidden, C * self.head.params, st, s, config.res_blocks,
-                                    config.temporal)
+        self.quantizer = VolumeQuantizer(
+            config.codebook_size, config.code_dim, config.ema_decay, config.ema_eps, config.dead_code_window
+        )
+        self.decoder = VideoDecoder(
+            config.code_dim, config.hidden, C * self.head.params, st, s, config.res_blocks, config.temporal
+        )
         self.prior_model = self._build_prior()
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.int64))
 
@@ -151,11 +174,17 @@ class VideoGPT(GenerativeModel):
             raise NotRegisteredError(f"videogpt prior: {exc}{hint}") from None
         t, h, w = self.volume
         rows = t * h if self.config.temporal else h
-        prior = registry.get("model", name, data=code_spec(rows, w, self.config.codebook_size),
-                             **parse_assignments(self.config.prior_options))
+        prior = registry.get(
+            "model",
+            name,
+            data=code_spec(rows, w, self.config.codebook_size),
+            **parse_assignments(self.config.prior_options),
+        )
         if likelihood_of(prior) != "exact" or prior.conditional or not callable(getattr(prior, "logits", None)):
-            raise ConfigError(f"model 'videogpt': prior '{name}' must be an unconditional model with an exact "
-                              "likelihood and teacher-forced logits(x), such as transformer")
+            raise ConfigError(
+                f"model 'videogpt': prior '{name}' must be an unconditional model with an exact "
+                "likelihood and teacher-forced logits(x), such as transformer"
+            )
         return prior
 
     # -- layout ---------------------------------------------------------------------
@@ -220,8 +249,12 @@ class VideoGPT(GenerativeModel):
     def code_nats(self, codes: Tensor) -> Tensor:
         r""":math:`-\log p(k)` ``(B,)`` of code volumes ``(B, t, h, w)``: the fitted prior's exact NLL, else uniform."""
         if not bool(self.prior_fitted):
-            return torch.full((codes.shape[0],), math.prod(self.volume) * math.log(self.config.codebook_size),
-                              device=codes.device, dtype=self.quantizer.codebook.dtype)
+            return torch.full(
+                (codes.shape[0],),
+                math.prod(self.volume) * math.log(self.config.codebook_size),
+                device=codes.device,
+                dtype=self.quantizer.codebook.dtype,
+            )
         nats = self.prior_model.nll(Batch(self._prior_images(codes)))
         return nats.reshape(codes.shape[0], -1).sum(1)
 
@@ -239,9 +272,13 @@ class VideoGPT(GenerativeModel):
         recon = -self._decoded(q.z_q).log_prob(target.transpose(1, 2)).reshape(x.shape[0], -1).sum(1)
         commitment = q.commitment_loss.reshape(x.shape[0], -1).sum(1)
         perplexity, usage = usage_statistics(torch.bincount(q.codes.flatten(), minlength=self.config.codebook_size))
-        return {"loss": (recon + self.config.beta * commitment).mean(), "recon": recon.mean().detach(),
-                "commitment": commitment.mean().detach(), "perplexity": torch.tensor(perplexity, device=x.device),
-                "usage": torch.tensor(usage, device=x.device)}
+        return {
+            "loss": (recon + self.config.beta * commitment).mean(),
+            "recon": recon.mean().detach(),
+            "commitment": commitment.mean().detach(),
+            "perplexity": torch.tensor(perplexity, device=x.device),
+            "usage": torch.tensor(usage, device=x.device),
+        }
 
     def nll(self, batch: Batch) -> Tensor:
         """Upper bound on ``-log P(x)`` ``(B,)`` nats per clip: reconstruction nats plus code nats."""
@@ -249,9 +286,17 @@ class VideoGPT(GenerativeModel):
         return self.recon_nats(batch.x, codes) + self.code_nats(codes)
 
     @torch.no_grad()
-    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None,
-               prime: Tensor | str | None = None, frames: int | None = None, prime_split: str = "test",
-               decode: str | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        condition: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        prime: Tensor | str | None = None,
+        frames: int | None = None,
+        prime_split: str = "test",
+        decode: str | None = None,
+    ) -> Tensor:
         """``(n, T, C, H, W)`` int64 clips: code volumes from the prior (uniform before stage 2), decoded.
 
         ``prime``: clips ``(m >= n, T, C, H, W)`` or a data source (``moving_digits``, ``npz:CLIPS.npz``,
@@ -280,8 +325,9 @@ class VideoGPT(GenerativeModel):
     def _prime_clips(self, prime: Tensor | str, n: int, split: str) -> Tensor:
         clips = load_data(prime, split).x if isinstance(prime, str) else torch.as_tensor(prime)
         if clips.ndim != 5 or tuple(clips.shape[1:]) != tuple(self.data.shape):
-            raise DataError(f"videogpt prime: clips must be (n, {', '.join(map(str, self.data.shape))}), got "
-                            f"{tuple(clips.shape)}")
+            raise DataError(
+                f"videogpt prime: clips must be (n, {', '.join(map(str, self.data.shape))}), got {tuple(clips.shape)}"
+            )
         if len(clips) < n:
             raise DataError(f"videogpt prime: {len(clips)} clips to continue, asked for n={n}; sample fewer")
         if int(clips.min()) < 0 or int(clips.max()) >= int(self.data.levels or 0):
@@ -295,8 +341,9 @@ class VideoGPT(GenerativeModel):
         if not bool(self.prior_fitted):
             codes = torch.randint(self.config.codebook_size, (n, t, h, w), generator=generator, device=device)
         elif self.config.temporal:
-            prefix = torch.zeros(n, 0, dtype=torch.long, device=device) if known is None else \
-                known[:, :steps].reshape(n, -1)
+            prefix = (
+                torch.zeros(n, 0, dtype=torch.long, device=device) if known is None else known[:, :steps].reshape(n, -1)
+            )
             if prefix.shape[1] == 0:
                 codes = image_to_volume(self.prior_model.sample(n, generator=generator), t)
             else:
@@ -320,10 +367,14 @@ class VideoGPT(GenerativeModel):
             code += float(self.code_nats(codes).double().sum())
         n = max(len(data), 1)
         perplexity, usage = usage_statistics(counts)
-        out.update(recon_nats=out["nll_nats"] - code / n, code_nats=code / n, codebook_usage=usage,
-                   perplexity=perplexity, code_volume=list(self.volume),
-                   prior=f"{self.config.prior} (fitted)" if bool(self.prior_fitted) else
-                   "uniform (stage two has not run)")
+        out.update(
+            recon_nats=out["nll_nats"] - code / n,
+            code_nats=code / n,
+            codebook_usage=usage,
+            perplexity=perplexity,
+            code_volume=list(self.volume),
+            prior=f"{self.config.prior} (fitted)" if bool(self.prior_fitted) else "uniform (stage two has not run)",
+        )
         return out
 
     # -- stage 2 -----------------------------------------------------------------------
@@ -334,8 +385,9 @@ class VideoGPT(GenerativeModel):
         codes = {}
         for split in ("train", "validation"):
             if split in data:
-                images = torch.cat([self._prior_images(self.encode(b.x.to(self._device()))).cpu()
-                                    for b in data[split].batches(256)])
+                images = torch.cat(
+                    [self._prior_images(self.encode(b.x.to(self._device()))).cpu() for b in data[split].batches(256)]
+                )
                 codes[split] = code_dataset(images, self.config.codebook_size, split)
         self.train(was_training)
         overrides = {k: parse_literal(val) for k, val in parse_assignments(self.config.prior_train).items()}
@@ -345,5 +397,7 @@ class VideoGPT(GenerativeModel):
     def describe(self) -> str:
         fitted = "fitted" if bool(self.prior_fitted) else "not fitted"
         kind = "3D codes" if self.config.temporal else "per-frame codes"
-        return (f"{super().describe()}, K={self.config.codebook_size}, {kind} {self.volume}, "
-                f"{self.config.prior} prior ({fitted})")
+        return (
+            f"{super().describe()}, K={self.config.codebook_size}, {kind} {self.volume}, "
+            f"{self.config.prior} prior ({fitted})"
+        )

@@ -56,8 +56,9 @@ class _Residual(nn.Module):
 
     def __init__(self, channels: int, kt: int):
         super().__init__()
-        self.body = nn.Sequential(nn.ReLU(), CausalConv3d(channels, channels, kt, 3, 1, 1, 1),
-                                  nn.ReLU(), nn.Conv3d(channels, channels, 1))
+        self.body = nn.Sequential(
+            nn.ReLU(), CausalConv3d(channels, channels, kt, 3, 1, 1, 1), nn.ReLU(), nn.Conv3d(channels, channels, 1)
+        )
 
     def forward(self, h: Tensor) -> Tensor:
         return h + self.body(h)
@@ -72,14 +73,24 @@ def _layer_strides(time_down: int, space_down: int) -> list[tuple[int, int]]:
 class VideoEncoder(nn.Module):
     """``(B, C, T, H, W)`` in :math:`[-1,1]` -> :math:`z_e` ``(B, D, T/s_t, H/s, W/s)``, causal in time."""
 
-    def __init__(self, channels: int, hidden: int, code_dim: int, time_down: int, space_down: int,
-                 res_blocks: int, temporal: bool = True):
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        code_dim: int,
+        time_down: int,
+        space_down: int,
+        res_blocks: int,
+        temporal: bool = True,
+    ):
         super().__init__()
         kt = 3 if temporal else 1
         layers: list[nn.Module] = [CausalConv3d(channels, hidden, kt, 3, 1, 1, 1)]
         for st, ss in _layer_strides(time_down, space_down):
-            layers += [nn.ReLU(), CausalConv3d(hidden, hidden, (4 if st == 2 else kt), (4 if ss == 2 else 3),
-                                               st, ss, 1)]
+            layers += [
+                nn.ReLU(),
+                CausalConv3d(hidden, hidden, (4 if st == 2 else kt), (4 if ss == 2 else 3), st, ss, 1),
+            ]
         layers += [_Residual(hidden, kt) for _ in range(res_blocks)]
         layers += [nn.ReLU(), nn.Conv3d(hidden, code_dim, 1)]
         self.net = nn.Sequential(*layers)
@@ -91,8 +102,16 @@ class VideoEncoder(nn.Module):
 class VideoDecoder(nn.Module):
     """Code vectors ``(B, D, t, h, w)`` -> head parameters ``(B, C P, T, H, W)``."""
 
-    def __init__(self, code_dim: int, hidden: int, out_channels: int, time_down: int, space_down: int,
-                 res_blocks: int, temporal: bool = True):
+    def __init__(
+        self,
+        code_dim: int,
+        hidden: int,
+        out_channels: int,
+        time_down: int,
+        space_down: int,
+        res_blocks: int,
+        temporal: bool = True,
+    ):
         super().__init__()
         kt = 3 if temporal else 1
         layers: list[nn.Module] = [nn.Conv3d(code_dim, hidden, (kt, 3, 3), padding=(kt // 2, 1, 1))]

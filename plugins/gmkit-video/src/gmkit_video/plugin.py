@@ -11,6 +11,10 @@ GMKIT_API = 2
 
 @hookimpl
 def gmkit_register_models(register: Callable[..., None]) -> None:
-    register("videogpt", "gmkit_video.model:VideoGPT", family="vqvae",
-             description="VideoGPT: 3D-convolutional VQ-VAE over clips (EMA codebook) and a causal transformer "
-                         "prior over the code volume fitted as stage 2; pixel bound; frame prediction (prime=)")
+    register(
+        "videogpt",
+        "gmkit_video.model:VideoGPT",
+        family="vqvae",
+        description="VideoGPT: 3D-convolutional VQ-VAE over clips (EMA codebook) and a causal transformer "
+        "prior over the code volume fitted as stage 2; pixel bound; frame prediction (prime=)",
+    )

@@ -42,8 +42,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Quantized", "VolumeQuantizer", "assign", "assignment_statistics", "ema_step", "spread_rows",
-           "usage_statistics"]
+__all__ = [
+    "Quantized",
+    "VolumeQuantizer",
+    "assign",
+    "assignment_statistics",
+    "ema_step",
+    "spread_rows",
+    "usage_statistics",
+]
 
 
 class Quantized(NamedTuple):
@@ -72,8 +79,9 @@ def assignment_statistics(z: Tensor, codes: Tensor, codebook_size: int) -> tuple
     return onehot.sum(0), onehot.t() @ z
 
 
-def ema_step(counts: Tensor, sums: Tensor, batch_counts: Tensor, batch_sums: Tensor, decay: float,
-             eps: float) -> tuple[Tensor, Tensor, Tensor]:
+def ema_step(
+    counts: Tensor, sums: Tensor, batch_counts: Tensor, batch_sums: Tensor, decay: float, eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
     """One EMA step (module docstring): new counts ``(K,)``, sums ``(K, D)`` and codebook ``(K, D)``."""
     K = counts.shape[0]
     counts = decay * counts + (1 - decay) * batch_counts
@@ -106,8 +114,9 @@ def spread_rows(z: Tensor, m: int, centres: Tensor | None = None, generator: tor
         nearest = torch.cdist(z, centres.double()).square().min(1).values
     picks = []
     for _ in range(m):
-        weights = nearest if bool(torch.isfinite(nearest).all()) and float(nearest.sum()) > 0 else \
-            torch.ones_like(nearest)
+        weights = (
+            nearest if bool(torch.isfinite(nearest).all()) and float(nearest.sum()) > 0 else torch.ones_like(nearest)
+        )
         i = torch.multinomial(weights, 1, generator=generator)
         picks.append(i)
         nearest = torch.minimum(nearest, (z - z[i]).square().sum(1))
@@ -131,8 +140,9 @@ class VolumeQuantizer(nn.Module):
     hits: Tensor
     batches: Tensor
 
-    def __init__(self, codebook_size: int, code_dim: int, decay: float = 0.99, eps: float = 1e-5,
-                 dead_code_window: int = 0):
+    def __init__(
+        self, codebook_size: int, code_dim: int, decay: float = 0.99, eps: float = 1e-5, dead_code_window: int = 0
+    ):
         super().__init__()
         self.K, self.D = codebook_size, code_dim
         self.decay, self.eps, self.dead_code_window = decay, eps, dead_code_window

@@ -54,8 +54,10 @@ from .quantizer import Quantized, VectorQuantizer, code_statistics, nearest_code
 
 __all__ = ["VQVAEConfig", "VQVAE"]
 
-NO_BOUND_NOTE = ("no likelihood bound: the squared-error decoder is not a distribution on the data's levels; "
-                 "use decoder=logistic_mixture, logistic or categorical for nll and bits/dim")
+NO_BOUND_NOTE = (
+    "no likelihood bound: the squared-error decoder is not a distribution on the data's levels; "
+    "use decoder=logistic_mixture, logistic or categorical for nll and bits/dim"
+)
 
 
 def _assignments(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
@@ -76,25 +78,40 @@ class VQVAEConfig:
     downsample: int = option(4, "s: the code map is (H/s, W/s)", v.in_((1, 2, 4, 8)))
     hidden: int = option(32, "channels of the encoder and decoder", [_int, _positive])
     res_blocks: int = option(1, "residual blocks in the encoder and in the decoder", [_int, v.ge(0)])
-    decoder: str = option("logistic_mixture", "p(x|z_q): a core observation head (logistic_mixture, logistic, "
-                          "categorical: bounds) or mse (squared error, no bound)", v.in_(DECODERS))
+    decoder: str = option(
+        "logistic_mixture",
+        "p(x|z_q): a core observation head (logistic_mixture, logistic, "
+        "categorical: bounds) or mse (squared error, no bound)",
+        v.in_(DECODERS),
+    )
     mixtures: int = option(5, "M, components of the logistic_mixture decoder", [_int, _positive])
     beta: float = option(0.25, "beta, weight of the commitment loss", [v.instance_of(float), v.ge(0.0)])
-    codebook_update: str = option("ema", "ema (moving averages, no codebook loss) or loss (gradient on the "
-                                  "codebook loss)", v.in_(("ema", "loss")))
+    codebook_update: str = option(
+        "ema", "ema (moving averages, no codebook loss) or loss (gradient on the codebook loss)", v.in_(("ema", "loss"))
+    )
     ema_decay: float = option(0.99, "gamma of the EMA codebook", [v.instance_of(float), v.ge(0.0), v.lt(1.0)])
     ema_eps: float = option(1e-5, "epsilon, Laplace smoothing of the EMA counts", [v.instance_of(float), _positive])
-    dead_code_window: int = option(50, "re-seed codes unused for this many training batches from encoder outputs "
-                                   "(0: never)", [_int, v.ge(0)])
-    prior: str = option("pixelcnn", "prior over code maps fitted as stage 2: a registered image model (pixelcnn) "
-                        "or uniform", [v.instance_of(str), v.min_len(1)])
-    prior_options: tuple[str, ...] = option((), "key=value options of the prior model, e.g. "
-                                            "prior_options=layers=4,hidden=32", [v.instance_of(tuple), _assignments])
-    prior_train: tuple[str, ...] = option(("steps=1000", "lr=2e-3", "eval_every=50"), "key=value trainer settings "
-                                          "for stage 2 over the prior's own defaults, e.g. "
-                                          "prior_train=steps=2000,lr=1e-3", [v.instance_of(tuple), _assignments])
-    decode: str = option("sample", "how samples leave the decoder: sample from p(x|z_q) or take its mode",
-                         v.in_(("sample", "mode")))
+    dead_code_window: int = option(
+        50, "re-seed codes unused for this many training batches from encoder outputs (0: never)", [_int, v.ge(0)]
+    )
+    prior: str = option(
+        "pixelcnn",
+        "prior over code maps fitted as stage 2: a registered image model (pixelcnn) or uniform",
+        [v.instance_of(str), v.min_len(1)],
+    )
+    prior_options: tuple[str, ...] = option(
+        (),
+        "key=value options of the prior model, e.g. prior_options=layers=4,hidden=32",
+        [v.instance_of(tuple), _assignments],
+    )
+    prior_train: tuple[str, ...] = option(
+        ("steps=1000", "lr=2e-3", "eval_every=50"),
+        "key=value trainer settings for stage 2 over the prior's own defaults, e.g. prior_train=steps=2000,lr=1e-3",
+        [v.instance_of(tuple), _assignments],
+    )
+    decode: str = option(
+        "sample", "how samples leave the decoder: sample from p(x|z_q) or take its mode", v.in_(("sample", "mode"))
+    )
 
 
 class VQVAE(GenerativeModel):
@@ -114,8 +131,15 @@ class VQVAE(GenerativeModel):
     #: stage 1 trains encoder, codebook and decoder; ``prior_model``'s parameters get no gradient until ``finish``
     ddp_find_unused_parameters: ClassVar[bool] = True
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 1000, "batch_size": 128, "lr": 2e-3, "optimizer": "adam", "schedule": "cosine",
-        "warmup": 100, "grad_clip": 1.0, "ema": 0.0, "eval_every": 250,
+        "steps": 1000,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "optimizer": "adam",
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.0,
+        "eval_every": 250,
     }
 
     def __init__(self, config: VQVAEConfig, data: DataSpec):
@@ -127,12 +151,16 @@ class VQVAE(GenerativeModel):
         if H % s or W % s:
             raise ConfigError(f"model 'vqvae': downsample={s} does not divide the image size {H}x{W}")
         self.latent_shape = (H // s, W // s)
-        head = None if config.decoder == "mse" else make_head(config.decoder, data.levels, config.mixtures,
-                                                                 owner="decoder")
+        head = (
+            None
+            if config.decoder == "mse"
+            else make_head(config.decoder, data.levels, config.mixtures, owner="decoder")
+        )
         K, D = config.codebook_size, config.code_dim
         self.encoder = ConvEncoder(C, config.hidden, D, s, config.res_blocks)
-        self.quantizer = VectorQuantizer(K, D, config.codebook_update, config.ema_decay, config.ema_eps,
-                                         config.dead_code_window)
+        self.quantizer = VectorQuantizer(
+            K, D, config.codebook_update, config.ema_decay, config.ema_eps, config.dead_code_window
+        )
         self.decoder = ConvDecoder(D, config.hidden, head, C, data.levels, s, config.res_blocks)
         self.uniform_prior = UniformCodes(self.latent_shape, K)
         self.prior_model = None if config.prior == "uniform" else self._build_prior()
@@ -160,8 +188,10 @@ class VQVAE(GenerativeModel):
         spec = code_spec(self.latent_shape, self.config.codebook_size)
         prior = registry.get("model", name, data=spec, **parse_assignments(self.config.prior_options))
         if likelihood_of(prior) == "none" or prior.conditional:
-            raise ConfigError(f"model 'vqvae': prior '{name}' must be an unconditional model with a likelihood "
-                              "(e.g. pixelcnn), or uniform")
+            raise ConfigError(
+                f"model 'vqvae': prior '{name}' must be an unconditional model with a likelihood "
+                "(e.g. pixelcnn), or uniform"
+            )
         return prior
 
     # -- the autoencoder -------------------------------------------------------
@@ -211,8 +241,12 @@ class VQVAE(GenerativeModel):
             loss = loss + q.codebook_loss
             out["codebook"] = q.codebook_loss.mean().detach()
         perplexity, usage = code_statistics(torch.bincount(q.codes.flatten(), minlength=self.config.codebook_size))
-        out.update(recon=recon.mean().detach(), commitment=q.commitment_loss.mean().detach(),
-                   perplexity=torch.tensor(perplexity, device=x.device), usage=torch.tensor(usage, device=x.device))
+        out.update(
+            recon=recon.mean().detach(),
+            commitment=q.commitment_loss.mean().detach(),
+            perplexity=torch.tensor(perplexity, device=x.device),
+            usage=torch.tensor(usage, device=x.device),
+        )
         return {"loss": loss.mean(), **out}
 
     def code_nats(self, codes: Tensor) -> Tensor:
@@ -229,8 +263,7 @@ class VQVAE(GenerativeModel):
         return -self.decode(codes).log_prob(batch.x) + self.code_nats(codes)
 
     @torch.no_grad()
-    def sample(self, n: int, *, condition: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Codes from the prior (the fitted one, else uniform), decoded: ``(n, C, H, W)`` int64."""
         if self.prior_model is not None and bool(self.prior_fitted):
             codes = self.prior_model.sample(n, generator=generator).squeeze(1)  # (n, h, w)
@@ -262,8 +295,12 @@ class VQVAE(GenerativeModel):
         n = max(len(data), 1)
         perplexity, usage = code_statistics(counts)
         fitted = self.prior_model is not None and bool(self.prior_fitted)
-        out.update(perplexity=perplexity, codebook_usage=usage, squared_error=squared / n,
-                   prior=f"{self.config.prior} (fitted)" if fitted else "uniform")
+        out.update(
+            perplexity=perplexity,
+            codebook_usage=usage,
+            squared_error=squared / n,
+            prior=f"{self.config.prior} (fitted)" if fitted else "uniform",
+        )
         if self.bounded:
             out.update(recon_nats=out["nll_nats"] - code / n, code_nats=code / n)
         else:
@@ -282,8 +319,11 @@ class VQVAE(GenerativeModel):
             return
         was_training = self.training
         self.eval()
-        codes = {split: code_dataset(self._codes_of(ds), self.config.codebook_size, split)
-                 for split, ds in data.items() if split in ("train", "validation")}
+        codes = {
+            split: code_dataset(self._codes_of(ds), self.config.codebook_size, split)
+            for split, ds in data.items()
+            if split in ("train", "validation")
+        }
         self.train(was_training)
         overrides = {k: parse_literal(val) for k, val in parse_assignments(self.config.prior_train).items()}
         self.prior_model = fit(self.prior_model, codes, **overrides)
@@ -294,5 +334,7 @@ class VQVAE(GenerativeModel):
         return torch.cat([self.encode_codes(b.x.to(device)).cpu() for b in data.batches(batch_size)])
 
     def describe(self) -> str:
-        prior = f"{self.config.prior} prior" + ("" if bool(self.prior_fitted) or self.prior_model is None else " (not fitted)")
+        prior = f"{self.config.prior} prior" + (
+            "" if bool(self.prior_fitted) or self.prior_model is None else " (not fitted)"
+        )
         return f"{super().describe()}, K={self.config.codebook_size}, codes {self.latent_shape}, {prior}"

@@ -29,8 +29,10 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1),
-            nn.ReLU(), nn.Conv2d(channels, channels, 1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 1),
         )
 
     def forward(self, h: Tensor) -> Tensor:
@@ -63,8 +65,16 @@ class ConvEncoder(Encoder):
 class ConvDecoder(Decoder):
     r"""Code vectors ``(B, D, H/s, W/s)`` -> :math:`p(x \mid z_q)` over ``(B, C, H, W)`` (a :class:`DecodedImage`)."""
 
-    def __init__(self, code_dim: int, hidden: int, head: Head | None, channels: int, levels: int, downsample: int,
-                 res_blocks: int):
+    def __init__(
+        self,
+        code_dim: int,
+        hidden: int,
+        head: Head | None,
+        channels: int,
+        levels: int,
+        downsample: int,
+        res_blocks: int,
+    ):
         super().__init__()
         self.head, self.levels = head, levels
         out_channels = channels * (head.params if head is not None else 1)  # mse: one mean per sub-pixel

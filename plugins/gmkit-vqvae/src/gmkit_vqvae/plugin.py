@@ -13,11 +13,19 @@ GMKIT_API = 2
 
 @gmkit_core.hookimpl
 def gmkit_register_models(register):  # type: ignore[no-untyped-def]
-    register("vqvae", "gmkit_vqvae.model:VQVAE", family="vqvae",
-             description="VQ-VAE: nearest-code quantiser, EMA codebook, PixelCNN prior over codes fitted as stage 2")
+    register(
+        "vqvae",
+        "gmkit_vqvae.model:VQVAE",
+        family="vqvae",
+        description="VQ-VAE: nearest-code quantiser, EMA codebook, PixelCNN prior over codes fitted as stage 2",
+    )
 
 
 @gmkit_core.hookimpl
 def gmkit_register_components(register):  # type: ignore[no-untyped-def]
-    register("prior", "uniform_codes", "gmkit_vqvae.code_prior:UniformCodes",
-             description="uniform prior over a map of discrete codes, `shape` positions with `levels` codes each")
+    register(
+        "prior",
+        "uniform_codes",
+        "gmkit_vqvae.code_prior:UniformCodes",
+        description="uniform prior over a map of discrete codes, `shape` positions with `levels` codes each",
+    )

@@ -88,8 +88,9 @@ def _sum_over_processes(*tensors: Tensor) -> None:
             dist.all_reduce(t)
 
 
-def ema_update(counts: Tensor, sums: Tensor, batch_counts: Tensor, batch_sums: Tensor, decay: float,
-               eps: float) -> tuple[Tensor, Tensor, Tensor]:
+def ema_update(
+    counts: Tensor, sums: Tensor, batch_counts: Tensor, batch_sums: Tensor, decay: float, eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
     r"""One EMA codebook step from a batch's :func:`batch_statistics`; returns the new ``(N, m, e)``.
 
     ``counts`` :math:`N` ``(K,)``, ``sums`` :math:`m` ``(K, D)``; ``batch_counts`` :math:`n` ``(K,)``
@@ -147,8 +148,15 @@ class VectorQuantizer(nn.Module):
     hits: Tensor
     batches: Tensor
 
-    def __init__(self, codebook_size: int, code_dim: int, update: str = "ema", decay: float = 0.99,
-                 eps: float = 1e-5, dead_code_window: int = 0):
+    def __init__(
+        self,
+        codebook_size: int,
+        code_dim: int,
+        update: str = "ema",
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        dead_code_window: int = 0,
+    ):
         super().__init__()
         if update not in ("ema", "loss"):
             raise ValueError(f"update must be 'ema' or 'loss', got {update!r}")
@@ -186,8 +194,7 @@ class VectorQuantizer(nn.Module):
         batch_counts, batch_sums = batch_statistics(z, codes, self.K)
         _sum_over_processes(batch_counts, batch_sums)
         if self.update == "ema":
-            counts, sums, codebook = ema_update(self.counts, self.sums, batch_counts, batch_sums, self.decay,
-                                                self.eps)
+            counts, sums, codebook = ema_update(self.counts, self.sums, batch_counts, batch_sums, self.decay, self.eps)
             self.sums.copy_(sums)
             self.codebook.copy_(codebook)
         else:
