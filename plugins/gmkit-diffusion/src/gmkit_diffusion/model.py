@@ -137,6 +137,9 @@ class DDPM(GenerativeModel):
         "eval_every": 250,
         "patience": 0,
     }
+    scale: Tensor  # registered buffer (vectors only)
+    levels: int | None
+    num_classes: int | None
 
     @classmethod
     def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
@@ -178,8 +181,8 @@ class DDPM(GenerativeModel):
 
     def _build_network(self, config: DDPMConfig, data: DataSpec) -> torch.nn.Module:
         out = parameterization.output_channels(self.prediction, data.shape[0], self.levels)
-        common = {"shape": data.shape, "out_channels": out, "num_classes": self.num_classes}
-        options = {
+        common: dict[str, Any] = {"shape": data.shape, "out_channels": out, "num_classes": self.num_classes}
+        per_network: dict[str, dict[str, Any]] = {
             "unet": {
                 "channels": config.channels,
                 "mults": config.mults,
@@ -195,8 +198,8 @@ class DDPM(GenerativeModel):
                 "heads": config.heads,
             },
             "mlp": {"hidden": config.hidden, "depth": config.depth},
-        }[self.network_name]
-        return registry.get("network", self.network_name, **common, **options)
+        }
+        return registry.get("network", self.network_name, **common, **per_network[self.network_name])
 
     # -- the pieces the bound and the samplers share -----------------------------
     def _device(self) -> torch.device:
@@ -227,11 +230,20 @@ class DDPM(GenerativeModel):
         if y is None or s == 1.0:
             x0 = self._x0(xt, t, y)
         else:
-            null = torch.full_like(y, self.num_classes)
+            null = self._null_labels(y)
             both = self._x0(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([y, null]))
             cond, uncond = both.chunk(2)
             x0 = uncond + s * (cond - uncond)
         return x0.clamp(-1, 1) if self.levels and self.config.clip_x0 else x0
+
+    def _null_labels(self, y: Tensor) -> Tensor:
+        """The null class (label ``num_classes``) in the shape of ``y``."""
+        if self.num_classes is None:
+            raise ConfigError(
+                "ddpm: this model is unconditional (its data had no labels or class_conditional=false); "
+                "it takes no labels"
+            )
+        return torch.full_like(y, self.num_classes)
 
     def path(self) -> DDPMPath:
         """The schedule in continuous time, ``t = step / T``, for the shared samplers (euler, heun, dpmpp_2m)."""
@@ -336,7 +348,7 @@ class DDPM(GenerativeModel):
         y = self._labels(batch)
         if y is not None and self.config.label_dropout > 0:
             drop = torch.rand(B, device=device) < self.config.label_dropout
-            y = torch.where(drop, torch.full_like(y, self.num_classes), y)
+            y = torch.where(drop, self._null_labels(y), y)
         t = torch.randint(1, T + 1, (B,), device=device)
         eps = torch.randn(x.shape, device=device)
         x0 = self.to_model_space(x)

@@ -40,7 +40,11 @@ PREDICTIONS = ("eps", "x0", "v", "levels")
 
 def output_channels(prediction: str, channels: int, levels: int | None) -> int:
     """Channels (images) or features (vectors) the network must output for ``prediction``."""
-    return channels * levels if prediction == "levels" else channels
+    if prediction != "levels":
+        return channels
+    if levels is None:
+        raise ValueError("prediction 'levels' needs the number of levels")
+    return channels * levels
 
 
 def _coefs(schedule: NoiseSchedule, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -60,6 +64,8 @@ def to_x0(
     if prediction == "v":
         return a * xt - s * out
     if prediction == "levels":
+        if levels is None:
+            raise ValueError("prediction 'levels' needs the number of levels")
         B, C = xt.shape[:2]
         logits = out.reshape(B, C, levels, *xt.shape[2:])  # (B, C, L, H, W)
         centres = to_unit_interval(torch.arange(levels, device=xt.device), levels).to(xt.dtype)

@@ -10,7 +10,7 @@ _PKG = "gmkit_diffusion"
 
 
 @gmkit_core.hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     register(
         "ddpm",
         f"{_PKG}.model:DDPM",
@@ -21,7 +21,7 @@ def gmkit_register_models(register):  # type: ignore[no-untyped-def]
 
 
 @gmkit_core.hookimpl
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     register(
         "schedule",
         "linear",

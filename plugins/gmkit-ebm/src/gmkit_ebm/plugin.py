@@ -8,7 +8,7 @@ GMKIT_API = 2
 
 
 @hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     register(
         "ebm",
         "gmkit_ebm.model:EBM",

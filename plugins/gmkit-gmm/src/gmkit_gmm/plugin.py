@@ -8,7 +8,7 @@ GMKIT_API = 2
 
 
 @hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     register(
         "gmm",
         "gmkit_gmm.model:GMM",
@@ -19,7 +19,7 @@ def gmkit_register_models(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     register(
         "prior",
         "gmm",

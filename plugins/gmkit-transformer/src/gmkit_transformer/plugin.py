@@ -10,7 +10,7 @@ _PKG = "gmkit_transformer"
 
 
 @hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     register(
         "transformer",
         f"{_PKG}.model:Transformer",
@@ -33,7 +33,7 @@ def gmkit_register_models(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     register(
         "sampler",
         "latent",

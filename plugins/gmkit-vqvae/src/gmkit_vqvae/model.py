@@ -141,11 +141,13 @@ class VQVAE(GenerativeModel):
         "ema": 0.0,
         "eval_every": 250,
     }
+    prior_fitted: Tensor  # registered buffer
 
     def __init__(self, config: VQVAEConfig, data: DataSpec):
         super().__init__(config, data)
         if not data.is_image or not data.levels:
             raise DataError(f"vqvae models images with integer levels; '{data.name}' is {data.kind} data")
+        self.levels: int = data.levels
         C, H, W = data.shape
         s = config.downsample
         if H % s or W % s:
@@ -200,7 +202,7 @@ class VQVAE(GenerativeModel):
 
     def _unit(self, x: Tensor) -> Tensor:
         """Levels ``(B, C, H, W)`` -> bin centres in ``[-1, 1]`` in the weights' dtype."""
-        return to_unit_interval(x, self.data.levels).to(self.quantizer.codebook.dtype)
+        return to_unit_interval(x, self.levels).to(self.quantizer.codebook.dtype)
 
     def quantize(self, x: Tensor) -> Quantized:
         """Images ``(B, C, H, W)`` -> :class:`~gmkit_vqvae.quantizer.Quantized` with ``z_q`` ``(B, h, w, D)``."""

@@ -12,7 +12,7 @@ GMKIT_API = 2
 
 
 @gmkit_core.hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     register(
         "vqvae",
         "gmkit_vqvae.model:VQVAE",
@@ -22,7 +22,7 @@ def gmkit_register_models(register):  # type: ignore[no-untyped-def]
 
 
 @gmkit_core.hookimpl
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     register(
         "prior",
         "uniform_codes",
