@@ -101,6 +101,29 @@ class ContinuousModel(GenerativeModel):
     levels: int | None
     #: the network's extra input channels per data channel (VDM's Fourier features)
     input_multiplier: int = 1
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "steps": 3000,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "optimizer": "adamw",
+        "weight_decay": 0.0,
+        "schedule": "cosine",
+        "warmup": 100,
+        "grad_clip": 1.0,
+        "ema": 0.995,
+        "eval_every": 500,
+        "patience": 0,
+    }
+    #: learning rate on 2D toys and other vector data (None: ``train_defaults``' own)
+    vector_lr: ClassVar[float | None] = 1e-3
+
+    @classmethod
+    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
+        """2D toys and other vectors: longer training, larger batches (and ``vector_lr``)."""
+        if data.kind != "vector":
+            return dict(cls.train_defaults)
+        lr = {} if cls.vector_lr is None else {"lr": cls.vector_lr}
+        return {**cls.train_defaults, "steps": 10_000, "batch_size": 512, "eval_every": 2500, **lr}
 
     @classmethod
     def likelihood_kind(cls, data: DataSpec | None = None, config: Any = None) -> str:

@@ -62,26 +62,6 @@ class FlowMatching(ContinuousModel):
     """Conditional flow matching with a velocity network; see the module docstring."""
 
     Config: ClassVar[type] = FlowMatchingConfig
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000,
-        "batch_size": 128,
-        "lr": 2e-3,
-        "optimizer": "adamw",
-        "weight_decay": 0.0,
-        "schedule": "cosine",
-        "warmup": 100,
-        "grad_clip": 1.0,
-        "ema": 0.995,
-        "eval_every": 500,
-        "patience": 0,
-    }
-
-    @classmethod
-    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
-        """2D toys: longer training, larger batches."""
-        if data.kind == "vector":
-            return {**cls.train_defaults, "steps": 10_000, "batch_size": 512, "eval_every": 2500, "lr": 1e-3}
-        return dict(cls.train_defaults)
 
     def __init__(self, config: FlowMatchingConfig, data: DataSpec):
         super().__init__(config, data)

@@ -24,7 +24,7 @@ and :math:`s_\theta(x, t) = -\hat\epsilon/\sigma`, so the loss is :math:`E\|\hat
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 import torch
@@ -102,26 +102,6 @@ class ScoreSDE(ContinuousModel):
     """Denoising score matching on an SDE's marginals; see the module docstring."""
 
     Config: ClassVar[type] = ScoreSDEConfig
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000,
-        "batch_size": 128,
-        "lr": 2e-3,
-        "optimizer": "adamw",
-        "weight_decay": 0.0,
-        "schedule": "cosine",
-        "warmup": 100,
-        "grad_clip": 1.0,
-        "ema": 0.995,
-        "eval_every": 500,
-        "patience": 0,
-    }
-
-    @classmethod
-    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
-        """2D toys: longer training, larger batches, the 4-layer MLP of width 256."""
-        if data.kind == "vector":
-            return {**cls.train_defaults, "steps": 10_000, "batch_size": 512, "eval_every": 2500, "lr": 1e-3}
-        return dict(cls.train_defaults)
 
     def __init__(self, config: ScoreSDEConfig, data: DataSpec):
         super().__init__(config, data)

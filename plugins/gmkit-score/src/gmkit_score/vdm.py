@@ -94,25 +94,7 @@ class VDM(ContinuousModel):
 
     Config: ClassVar[type] = VDMConfig
     likelihood: ClassVar[str] = "bound"
-    train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000,
-        "batch_size": 128,
-        "lr": 2e-3,
-        "optimizer": "adamw",
-        "weight_decay": 0.0,
-        "schedule": "cosine",
-        "warmup": 100,
-        "grad_clip": 1.0,
-        "ema": 0.995,
-        "eval_every": 500,
-        "patience": 0,
-    }
-
-    @classmethod
-    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
-        if data.kind == "vector":
-            return {**cls.train_defaults, "steps": 10_000, "batch_size": 512, "eval_every": 2500}
-        return dict(cls.train_defaults)
+    vector_lr: ClassVar[float | None] = None  # the image learning rate also on vectors
 
     @classmethod
     def likelihood_kind(cls, data: DataSpec | None = None, config: Any = None) -> str:
