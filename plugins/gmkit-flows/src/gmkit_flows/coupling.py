@@ -56,6 +56,8 @@ def channel_mask(shape: tuple[int, int, int], parity: int = 0) -> Tensor:
 class Coupling(Transform):
     """``y = m*x + (1-m)*g(x; net(m*x))``; see the module docstring for the math."""
 
+    mask: Tensor
+
     def __init__(self, mask: Tensor, elementwise: Elementwise, net: nn.Module):
         super().__init__()
         self.register_buffer("mask", mask.bool())

@@ -19,6 +19,8 @@ expectation that tightens as ``K`` grows (Burda et al., 2015, arXiv:1509.00519).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,7 +58,8 @@ class LogitNormalDequantizer(nn.Module):
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``(u, log q(u|x))``: ``(B, C, H, W)`` noise in (0, 1) and ``(B,)`` nats."""
-        dtype = self.net.net[0].weight.dtype
+        # ConvNet.net opens with its input convolution (see nets.ConvNet)
+        dtype = cast(nn.Conv2d, self.net.net[0]).weight.dtype
         theta = self.net(to_unit_interval(x, self.levels).to(dtype))  # (B, C, H, W, 2)
         mu, s = theta[..., 0], theta[..., 1].clamp(-8, 4)
         eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=mu.dtype)

@@ -38,6 +38,8 @@ class ActNorm(Transform):
     mean and unit variance. Whether this has happened is saved with the weights.
     """
 
+    initialized: Tensor
+
     def __init__(self, channels: int):
         super().__init__()
         self.shift = nn.Parameter(torch.zeros(channels))
@@ -73,6 +75,9 @@ class InvertibleLinear(Transform):
     as in Glow's LU-decomposed 1x1 convolution. On ``(B, C)`` it is an
     invertible dense layer.
     """
+
+    perm: Tensor
+    sign: Tensor
 
     def __init__(self, channels: int, seed: int = 0):
         super().__init__()
@@ -113,6 +118,9 @@ class InvertibleLinear(Transform):
 
 class Permutation(Transform):
     """``y[:, i] = x[:, perm[i]]`` along axis 1; volume preserving (log-det 0)."""
+
+    perm: Tensor
+    inverse_perm: Tensor
 
     def __init__(self, perm: Tensor):
         super().__init__()

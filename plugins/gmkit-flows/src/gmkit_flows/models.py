@@ -108,7 +108,10 @@ class FlowModel(GenerativeModel):
             raise DataError(f"{type(self).__name__.lower()} models images; '{data.name}' is {data.kind} data")
         if data.is_image and (data.levels is None or data.levels < 2):
             raise DataError(f"{data.name}: images need levels >= 2 for dequantisation")
+        #: images: the number of levels (>= 2, checked above); vectors have none and never use it
+        self.levels: int = data.levels or 0
         shape = tuple(data.shape)
+        self.transform: Transform
         if data.is_image:
             pre: Transform = Logit(config.logit_alpha) if config.preprocess == "logit" else ScaleShift(2.0, -1.0)
             self.transform = Compose(pre, self.build(shape))
@@ -117,11 +120,10 @@ class FlowModel(GenerativeModel):
         from gmkit_core.registry import registry
 
         self.base: Prior = registry.get("prior", config.base, shape=shape)
-        self.dequantizer = (
-            LogitNormalDequantizer(shape, data.levels, config.dequantizer_hidden)
-            if data.is_image and config.dequantization == "variational"
-            else None
-        )
+        self.dequantizer: LogitNormalDequantizer | None = None
+        if data.is_image and config.dequantization == "variational":
+            channels, height, width = shape  # images are (C, H, W)
+            self.dequantizer = LogitNormalDequantizer((channels, height, width), self.levels, config.dequantizer_hidden)
 
     #: trainer settings on vector data (:meth:`defaults_for`); ``train_defaults`` hold for images
     vector_train_defaults: ClassVar[dict[str, Any]] = VECTOR_TRAIN_DEFAULTS
@@ -163,8 +165,8 @@ class FlowModel(GenerativeModel):
             u, log_q = self.dequantizer(x, generator)
         else:
             u, log_q = uniform_noise(x, generator, self._dtype())
-        y = (x.to(u.dtype) + u) / self.data.levels
-        return self.log_prob(y) - log_q - dequantization_nats(self.data.dims, self.data.levels)
+        y = (x.to(u.dtype) + u) / self.levels
+        return self.log_prob(y) - log_q - dequantization_nats(self.data.dims, self.levels)
 
     def _nll(self, x: Tensor, samples: int, generator: torch.Generator | None) -> Tensor:
         if not self.data.is_image:
@@ -194,7 +196,7 @@ class FlowModel(GenerativeModel):
             y, _ = self.transform.inverse(self.base.sample(n, generator=generator))
         if not self.data.is_image:
             return y
-        return quantize(y, self.data.levels)
+        return quantize(y, self.levels)
 
     # -- setup -----------------------------------------------------------------
     def prepare(self, train: Dataset) -> None:
@@ -377,4 +379,5 @@ class Glow(FlowModel):
 
     def build(self, shape: tuple[int, ...]) -> Transform:
         c = self.config
-        return glow(shape, c.levels, c.steps, c.coupling, c.hidden, c.blocks, self.dropout, c.seed)
+        channels, height, width = shape  # Glow is image_only: (C, H, W)
+        return glow((channels, height, width), c.levels, c.steps, c.coupling, c.hidden, c.blocks, self.dropout, c.seed)

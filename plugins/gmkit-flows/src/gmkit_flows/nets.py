@@ -13,15 +13,21 @@ the identity (all elementwise transforms map zero parameters to the identity).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from torch import Tensor, nn
 
 __all__ = ["MLP", "MADE", "ConvNet", "MaskedLinear"]
 
+#: layers with a ``weight`` and a ``bias`` (what :func:`_zero` initialises)
+_Layer = TypeVar("_Layer", bound=nn.Linear | nn.Conv2d)
 
-def _zero(layer: nn.Module) -> nn.Module:
+
+def _zero(layer: _Layer) -> _Layer:
     nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:  # every caller's layer has one; Conv2d types it optional
+        nn.init.zeros_(layer.bias)
     return layer
 
 
@@ -47,6 +53,8 @@ class MLP(nn.Module):
 
 class MaskedLinear(nn.Linear):
     """``y = x (W * M)^T + b`` with a fixed binary connectivity mask ``M`` (out, in)."""
+
+    mask: Tensor
 
     def __init__(self, mask: Tensor):
         super().__init__(mask.shape[1], mask.shape[0])

@@ -17,6 +17,8 @@ arXiv:1606.05328, eqs. 4 and 5). Kinds:
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -68,6 +70,14 @@ def at(features: Tensor | None, i: int, j: int) -> Tensor | None:
     if features is None:
         return None
     return row(features, i)[..., j : j + 1] if features.shape[-1] > 1 else row(features, i)
+
+
+@overload
+def row(features: Tensor, i: int) -> Tensor: ...
+@overload
+def row(features: None, i: int) -> None: ...
+@overload
+def row(features: Tensor | None, i: int) -> Tensor | None: ...
 
 
 def row(features: Tensor | None, i: int) -> Tensor | None:

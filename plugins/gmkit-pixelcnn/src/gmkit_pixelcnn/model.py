@@ -64,10 +64,13 @@ class PixelCNN(GenerativeModel):
             raise DataError(f"cpixelcnn needs labelled data; '{data.name}' has no classes (use pixelcnn)")
         if config.hidden < data.shape[0]:
             raise ConfigError(f"{name}: hidden={config.hidden} must be at least the channel count {data.shape[0]}")
-        self.head = make_head(config.output, data.levels, config.mixtures)
-        kind, size = ("label", data.num_classes) if self.conditional else (None, 0)
+        levels: int = data.levels  # not None: checked above
+        #: the number of labels a sample may be drawn for (checked above for cpixelcnn; 0 for pixelcnn)
+        self.classes: int = (data.num_classes or 0) if self.conditional else 0
+        self.head = make_head(config.output, levels, config.mixtures)
+        kind, size = ("label", self.classes) if self.conditional else (None, 0)
         self.net = PixelCNNNet(
-            config, data.shape[0], data.levels, self.head.params, kind, size, size=(data.shape[1], data.shape[2])
+            config, data.shape[0], levels, self.head.params, kind, size, size=(data.shape[1], data.shape[2])
         )
 
     @property
@@ -110,7 +113,7 @@ class PixelCNN(GenerativeModel):
         device = self.net.embedding.weight.device
         if self.conditional:
             if condition is None:
-                condition = torch.randint(self.data.num_classes, (n,), generator=generator, device=device)
+                condition = torch.randint(self.classes, (n,), generator=generator, device=device)
             condition = torch.as_tensor(condition, device=device)
             if condition.ndim == 0:
                 condition = condition.expand(n)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from .conditioning import ConditionEncoder
 from .config import PixelCNNConfig
 from .masked import MaskedConv2d, centre_mask, groups
-from .stacks import ARCHS
+from .stacks import ARCHS, GatedStack, PlainStack
 
 __all__ = ["PixelCNNNet", "Stepper"]
 
@@ -56,7 +56,7 @@ class PixelCNNNet(nn.Module):
         self.embedding = nn.Embedding(channels * levels, config.embed_dim)
         self.register_buffer("offsets", torch.arange(channels) * levels, persistent=False)
         self.condition = ConditionEncoder(condition_kind, condition_size)
-        self.stack = ARCHS[config.arch](
+        self.stack: GatedStack | PlainStack = ARCHS[config.arch](
             channels * config.embed_dim,
             config.hidden,
             channels,

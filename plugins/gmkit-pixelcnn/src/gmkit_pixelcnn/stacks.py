@@ -33,7 +33,9 @@ never seen, however deep the stack (the "blind spot").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -149,6 +151,11 @@ class GatedStack(nn.Module):
             for l in range(layers)
         )
 
+    @property
+    def typed_layers(self) -> Sequence[GatedLayer]:
+        """``self.layers`` with its element type (``__init__`` fills it with GatedLayer only)."""
+        return cast(Sequence[GatedLayer], self.layers)
+
     def forward(self, e: Tensor, y: Tensor | None = None) -> Tensor:
         v = h = e
         for layer in self.layers:
@@ -166,14 +173,14 @@ class GatedStack(nn.Module):
             v=[e] + [zeros(self.features) for _ in range(depth)],
             h=[e] + [zeros(self.features) for _ in range(depth)],
             link=[zeros(2 * self.features) for _ in range(depth)],
-            y_v=[project(layer.condition_v, y) for layer in self.layers],
-            y_h=[project(layer.condition_h, y) for layer in self.layers],
+            y_v=[project(layer.condition_v, y) for layer in self.typed_layers],
+            y_h=[project(layer.condition_h, y) for layer in self.typed_layers],
         )
 
     def step(self, cache: GatedCache, i: int, j: int) -> Tensor:
         """All layers at pixel ``(i, j)`` (rows ``< i`` and pixels left of ``j`` cached); ``(B, F, 1, 1)``."""
         out = cache.h[0][..., i : i + 1, j : j + 1]
-        for l, layer in enumerate(self.layers):
+        for l, layer in enumerate(self.typed_layers):
             out = layer.horizontal_pixel(cache.h[l], i, j, cache.link[l][..., i : i + 1, j : j + 1], cache.y_h[l])
             cache.h[l + 1][..., i : i + 1, j : j + 1] = out
         return out
@@ -181,7 +188,7 @@ class GatedStack(nn.Module):
     def end_row(self, cache: GatedCache, i: int) -> None:
         """Row ``i`` is complete: compute the vertical stack on it and the links into row ``i + 1``."""
         height = cache.v[0].shape[-2]
-        for l, layer in enumerate(self.layers):
+        for l, layer in enumerate(self.typed_layers):
             v_row, link = layer.vertical_row(cache.v[l], i, cache.y_v[l])
             cache.v[l + 1][..., i : i + 1, :] = v_row
             if i + 1 < height:
@@ -259,6 +266,11 @@ class PlainStack(nn.Module):
             for l in range(layers)
         )
 
+    @property
+    def typed_layers(self) -> Sequence[PlainLayer]:
+        """``self.layers`` with its element type (``__init__`` fills it with PlainLayer only)."""
+        return cast(Sequence[PlainLayer], self.layers)
+
     def forward(self, e: Tensor, y: Tensor | None = None) -> Tensor:
         h = e
         for layer in self.layers:
@@ -271,22 +283,22 @@ class PlainStack(nn.Module):
         return PlainCache(
             h=hs,
             a=[e] + [torch.zeros_like(t) for t in hs[1:]],
-            y=[project(layer.condition, y) for layer in self.layers],
+            y=[project(layer.condition, y) for layer in self.typed_layers],
         )
 
     def step(self, cache: PlainCache, i: int, j: int) -> Tensor:
         """All layers at pixel ``(i, j)`` from cached earlier pixels; ``(B, F, 1, 1)``."""
         out = cache.h[0][..., i : i + 1, j : j + 1]
-        for l, layer in enumerate(self.layers):
+        for l, layer in enumerate(self.typed_layers):
             conv_out = layer.conv.region(cache.a[l], i, i + 1, j, j + 1)
             out = layer.combine(conv_out, cache.h[l][..., i : i + 1, j : j + 1], at(cache.y[l], i, j))
             cache.h[l + 1][..., i : i + 1, j : j + 1] = out
             if l + 1 < len(self.layers):
-                cache.a[l + 1][..., i : i + 1, j : j + 1] = self.layers[l + 1].activate(out)
+                cache.a[l + 1][..., i : i + 1, j : j + 1] = self.typed_layers[l + 1].activate(out)
         return out
 
     def end_row(self, cache: PlainCache, i: int) -> None:
         """Nothing waits for a complete row in the plain stack."""
 
 
-ARCHS = {"gated": GatedStack, "plain": PlainStack}
+ARCHS: dict[str, type[GatedStack] | type[PlainStack]] = {"gated": GatedStack, "plain": PlainStack}

@@ -129,7 +129,7 @@ class FirstLayerDecoder(Decoder):
         super().__init__()
         self.decoder, self.dim = decoder, dim
 
-    def forward(self, z: Tensor, condition: Tensor | None = None):  # type: ignore[no-untyped-def]
+    def forward(self, z: Tensor, condition: Tensor | None = None):
         return self.decoder(z[..., : self.dim], condition)
 
 
@@ -145,6 +145,7 @@ class HVAE(VAE):
     """Markovian hierarchical VAE; see the module docstring."""
 
     Config = HVAEConfig
+    prior: MarkovPrior
 
     def build(self, observation: Head, options: dict[str, Any]) -> None:
         c, d = self.config, self.config.latent_dim

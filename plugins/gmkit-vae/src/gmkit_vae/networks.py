@@ -17,6 +17,8 @@ MLP otherwise.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -137,7 +139,8 @@ class GaussianEncoder(Encoder):
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Normal:
         h = to_unit_interval(x, self.spec.levels or 0) if self.spec.is_image else x
-        h = self.torso(h.to(self.head[0].weight.dtype))  # (B, F)
+        # mlp() opens with an nn.Linear
+        h = self.torso(h.to(cast(nn.Linear, self.head[0]).weight.dtype))  # (B, F)
         loc, logvar = self.head(_join(h, _one_hot(condition, self.classes, h))).chunk(2, dim=-1)  # (B, D) each
         return Normal.from_logvar(loc, logvar, event_dims=1)
 
@@ -177,5 +180,5 @@ class ObservationDecoder(Decoder):
         """Raw observation parameters ``(B, *shape, P)``."""
         return self.body(_join(z, _one_hot(condition, self.classes, z)))
 
-    def forward(self, z: Tensor, condition: Tensor | None = None):  # type: ignore[no-untyped-def]
+    def forward(self, z: Tensor, condition: Tensor | None = None):
         return self.observation(self.raw(z, condition))
