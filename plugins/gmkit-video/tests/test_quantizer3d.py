@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
-from gmkit_video.quantizer import Quantized, VolumeQuantizer, assign, ema_step, spread_rows
+from gmkit_video.quantizer import Quantized, VolumeQuantizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gmkit_core.codebook import ema_update, nearest_code, spread_rows
 
 
 @settings(max_examples=25, deadline=None)
@@ -15,7 +17,7 @@ def test_assignment_is_the_brute_force_nearest_code(seed: int, K: int, D: int) -
     z = torch.randn(2, 3, 2, 2, D, generator=g, dtype=torch.float64)
     codebook = torch.randn(K, D, generator=g, dtype=torch.float64)
     brute = torch.stack([((z - e).square().sum(-1)) for e in codebook], dim=-1).argmin(-1)  # (2, 3, 2, 2)
-    assert torch.equal(assign(z, codebook), brute)
+    assert torch.equal(nearest_code(z, codebook), brute)
     q = VolumeQuantizer(K, D).double().eval()
     q.codebook.copy_(codebook)
     out = q(z)
@@ -49,7 +51,7 @@ def test_ema_update_matches_the_hand_computation() -> None:
     assert torch.allclose(q.sums.flatten(), torch.tensor([1.5, 9.5], dtype=torch.float64))
     assert torch.allclose(q.codebook.flatten(), torch.tensor([1.0, 9.5], dtype=torch.float64))
     # Laplace smoothing: N~ = n (N + eps) / (n + K eps), n = sum N
-    counts, _, codebook = ema_step(
+    counts, _, codebook = ema_update(
         torch.zeros(2), torch.zeros(2, 1), torch.tensor([3.0, 1.0]), torch.tensor([[3.0], [2.0]]), 0.0, 0.5
     )
     smoothed = 4.0 * (torch.tensor([3.0, 1.0]) + 0.5) / (4.0 + 2 * 0.5)

@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
-from gmkit_vqvae.quantizer import VectorQuantizer, batch_statistics, code_statistics, ema_update, nearest_code
+from gmkit_vqvae.quantizer import VectorQuantizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gmkit_core.codebook import batch_statistics, code_statistics, ema_update, nearest_code
 
 
 @pytest.fixture(autouse=True)

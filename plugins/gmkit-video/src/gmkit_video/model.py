@@ -47,6 +47,7 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
+from gmkit_core.codebook import code_statistics, nearest_code
 from gmkit_core.config import option, parse_assignments, parse_literal
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.data import load as load_data
@@ -58,7 +59,7 @@ from gmkit_core.registry import registry
 
 from .networks import VideoDecoder, VideoEncoder
 from .prior import code_dataset, code_spec, image_to_volume, sample_after_prefix, volume_to_image
-from .quantizer import Quantized, VolumeQuantizer, assign, usage_statistics
+from .quantizer import Quantized, VolumeQuantizer
 
 __all__ = ["VideoGPTConfig", "VideoGPT"]
 
@@ -209,7 +210,7 @@ class VideoGPT(GenerativeModel):
     def encode(self, x: Tensor) -> Tensor:
         """Clips ``(B, T, C, H, W)`` -> code volumes ``(B, t, h, w)`` int64 (no codebook update)."""
         z_e = self.encoder(self._frames_first(x)).permute(0, 2, 3, 4, 1)
-        return self._volume_of(assign(z_e, self.quantizer.codebook), x.shape[0])
+        return self._volume_of(nearest_code(z_e, self.quantizer.codebook), x.shape[0])
 
     def _decoded(self, z_q: Tensor) -> Any:
         """``z_q`` ``(B', t', h, w, D)`` -> the head's distribution over ``(B', C, T', H, W)``."""
@@ -271,7 +272,7 @@ class VideoGPT(GenerativeModel):
         target = x.reshape(-1, 1, *x.shape[2:]) if not self.config.temporal else x
         recon = -self._decoded(q.z_q).log_prob(target.transpose(1, 2)).reshape(x.shape[0], -1).sum(1)
         commitment = q.commitment_loss.reshape(x.shape[0], -1).sum(1)
-        perplexity, usage = usage_statistics(torch.bincount(q.codes.flatten(), minlength=self.config.codebook_size))
+        perplexity, usage = code_statistics(torch.bincount(q.codes.flatten(), minlength=self.config.codebook_size))
         return {
             "loss": (recon + self.config.beta * commitment).mean(),
             "recon": recon.mean().detach(),
@@ -366,7 +367,7 @@ class VideoGPT(GenerativeModel):
             counts += torch.bincount(codes.flatten(), minlength=self.config.codebook_size).double()
             code += float(self.code_nats(codes).double().sum())
         n = max(len(data), 1)
-        perplexity, usage = usage_statistics(counts)
+        perplexity, usage = code_statistics(counts)
         out.update(
             recon_nats=out["nll_nats"] - code / n,
             code_nats=code / n,

@@ -21,11 +21,11 @@ commitment :math:`\sum \lVert z_e - \mathrm{sg}[e_k]\rVert^2`.
 :math:`s_c` their sum, :math:`N_c \leftarrow \gamma N_c + (1-\gamma) n_c`,
 :math:`m_c \leftarrow \gamma m_c + (1-\gamma) s_c`, and :math:`e_c = m_c / \tilde N_c` with Laplace-smoothed
 counts :math:`\tilde N_c = n (N_c + \epsilon) / (n + K\epsilon)`, :math:`n = \sum_c N_c`
-(:func:`ema_step`). Statistics are summed over processes under data parallelism.
+(:func:`gmkit_core.codebook.ema_update`). Statistics are summed over processes under data parallelism.
 
 **Dead codes.** A code chosen by no vector during ``dead_code_window`` training batches is
 restarted at an encoder output of the current batch, drawn far from the live codes (k-means++
-weights, :func:`spread_rows`; :meth:`VolumeQuantizer.restart_dead`).
+weights, :func:`gmkit_core.codebook.spread_rows`; :meth:`VolumeQuantizer.restart_dead`).
 
 References: van den Oord, Vinyals & Kavukcuoglu, Neural Discrete Representation Learning
 (2017, arXiv:1711.00937), appendix A.1; Yan, Zhang, Abbeel & Srinivas, VideoGPT (2021,
@@ -38,19 +38,11 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "Quantized",
-    "VolumeQuantizer",
-    "assign",
-    "assignment_statistics",
-    "ema_step",
-    "spread_rows",
-    "usage_statistics",
-]
+from gmkit_core.codebook import batch_statistics, ema_update, nearest_code, spread_rows, sum_over_processes
+
+__all__ = ["Quantized", "VolumeQuantizer"]
 
 
 class Quantized(NamedTuple):
@@ -61,66 +53,6 @@ class Quantized(NamedTuple):
     codes: Tensor
     codebook_loss: Tensor
     commitment_loss: Tensor
-
-
-def assign(z: Tensor, codebook: Tensor) -> Tensor:
-    """Index of the nearest code (squared Euclidean distance) for ``z`` ``(*, D)``, codebook ``(K, D)`` -> ``(*)``.
-
-    Expands :math:`\\lVert z - e\\rVert^2 = \\lVert z\\rVert^2 - 2 z^\\top e + \\lVert e\\rVert^2` (memory ``O(NK)``).
-    """
-    flat = z.reshape(-1, z.shape[-1])
-    distance = flat.square().sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.square().sum(1)
-    return distance.argmin(1).reshape(z.shape[:-1])
-
-
-def assignment_statistics(z: Tensor, codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
-    """Counts :math:`n_c` ``(K,)`` and sums :math:`s_c` ``(K, D)`` of the vectors ``z`` ``(N, D)`` assigned to each code."""
-    onehot = F.one_hot(codes, codebook_size).to(z.dtype)  # (N, K)
-    return onehot.sum(0), onehot.t() @ z
-
-
-def ema_step(
-    counts: Tensor, sums: Tensor, batch_counts: Tensor, batch_sums: Tensor, decay: float, eps: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One EMA step (module docstring): new counts ``(K,)``, sums ``(K, D)`` and codebook ``(K, D)``."""
-    K = counts.shape[0]
-    counts = decay * counts + (1 - decay) * batch_counts
-    sums = decay * sums + (1 - decay) * batch_sums
-    total = counts.sum()
-    smoothed = total * (counts + eps) / (total + K * eps)
-    return counts, sums, sums / smoothed[:, None]
-
-
-def usage_statistics(counts: Tensor) -> tuple[float, float]:
-    r"""``(perplexity, used fraction)`` of code counts ``(K,)``: :math:`\exp H(p)`, :math:`p = c / \sum c`, and
-    the fraction of codes chosen at least once."""
-    total = float(counts.sum())
-    if total <= 0:
-        return 0.0, 0.0
-    p = counts.double() / total
-    entropy = -float((p * p.clamp_min(1e-300).log()).sum())
-    return math.exp(entropy), float((counts > 0).double().mean())
-
-
-def spread_rows(z: Tensor, m: int, centres: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
-    """``m`` rows of ``z`` ``(N, D)`` drawn one at a time with probability proportional to the squared distance to
-    the nearest of ``centres`` ``(M, D)`` and the rows already drawn (k-means++ seeding; Arthur & Vassilvitskii,
-    2007). Rows equal to a centre are never drawn while another row is farther, so a mostly uniform batch (a
-    black background) does not fill the codebook with copies of one vector. Uniform when all distances are 0.
-    """
-    z = z.double()
-    nearest = torch.full((z.shape[0],), float("inf"), dtype=z.dtype, device=z.device)
-    if centres is not None:
-        nearest = torch.cdist(z, centres.double()).square().min(1).values
-    picks = []
-    for _ in range(m):
-        weights = (
-            nearest if bool(torch.isfinite(nearest).all()) and float(nearest.sum()) > 0 else torch.ones_like(nearest)
-        )
-        i = torch.multinomial(weights, 1, generator=generator)
-        picks.append(i)
-        nearest = torch.minimum(nearest, (z - z[i]).square().sum(1))
-    return z[torch.cat(picks)]
 
 
 class VolumeQuantizer(nn.Module):
@@ -155,7 +87,7 @@ class VolumeQuantizer(nn.Module):
 
     def forward(self, z_e: Tensor) -> Quantized:
         """Quantise ``z_e`` ``(B, *, D)``; a training-mode call with gradients enabled also moves the codebook."""
-        codes = assign(z_e.detach(), self.codebook)
+        codes = nearest_code(z_e.detach(), self.codebook)
         e = self.codebook[codes]
         cells = tuple(range(1, z_e.ndim))
         codebook_loss = (z_e.detach() - e).square().sum(cells)
@@ -172,11 +104,9 @@ class VolumeQuantizer(nn.Module):
     @torch.no_grad()
     def observe(self, z: Tensor, codes: Tensor) -> None:
         """EMA update from ``z`` ``(N, D)`` and their ``codes`` ``(N,)``; then the dead-code check when it is due."""
-        batch_counts, batch_sums = assignment_statistics(z, codes, self.K)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(batch_counts)
-            dist.all_reduce(batch_sums)
-        counts, sums, codebook = ema_step(self.counts, self.sums, batch_counts, batch_sums, self.decay, self.eps)
+        batch_counts, batch_sums = batch_statistics(z, codes, self.K)
+        sum_over_processes(batch_counts, batch_sums)
+        counts, sums, codebook = ema_update(self.counts, self.sums, batch_counts, batch_sums, self.decay, self.eps)
         self.counts.copy_(counts)
         self.sums.copy_(sums)
         self.codebook.copy_(codebook)
@@ -187,7 +117,7 @@ class VolumeQuantizer(nn.Module):
 
     @torch.no_grad()
     def restart_dead(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Set every code without hits since the last check to a row of ``z`` ``(N, D)`` drawn by :func:`spread_rows`
+        """Set every code without hits since the last check to a row of ``z`` ``(N, D)`` drawn by :func:`gmkit_core.codebook.spread_rows`
         away from the live codes (its EMA count to 1, its sum to that row); reset the hit counters; return the
         restarted indices."""
         dead = (self.hits == 0).nonzero().flatten()
@@ -203,7 +133,7 @@ class VolumeQuantizer(nn.Module):
 
     @torch.no_grad()
     def seed_from(self, z: Tensor, generator: torch.Generator | None = None) -> None:
-        """Start the codebook at ``K`` rows of ``z`` ``(N, D)`` spread by :func:`spread_rows`."""
+        """Start the codebook at ``K`` rows of ``z`` ``(N, D)`` spread by :func:`gmkit_core.codebook.spread_rows`."""
         rows = spread_rows(z, self.K, None, generator).to(self.codebook.dtype)
         self.codebook.copy_(rows)
         self.sums.copy_(rows)

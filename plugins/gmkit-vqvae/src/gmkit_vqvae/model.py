@@ -39,6 +39,7 @@ import torch
 from attrs import validators as v
 from torch import Tensor
 
+from gmkit_core.codebook import code_statistics, nearest_code
 from gmkit_core.config import option, parse_assignments, parse_literal
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.distributions import to_unit_interval
@@ -50,7 +51,7 @@ from gmkit_core.registry import registry
 from .code_prior import UniformCodes, code_dataset, code_spec
 from .likelihoods import DECODERS, DecodedImage
 from .networks import ConvDecoder, ConvEncoder
-from .quantizer import Quantized, VectorQuantizer, code_statistics, nearest_code
+from .quantizer import Quantized, VectorQuantizer
 
 __all__ = ["VQVAEConfig", "VQVAE"]
 

@@ -44,10 +44,11 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["Quantized", "VectorQuantizer", "nearest_code", "batch_statistics", "ema_update", "code_statistics"]
+from gmkit_core.codebook import batch_statistics, ema_update, nearest_code, sum_over_processes
+
+__all__ = ["Quantized", "VectorQuantizer"]
 
 
 class Quantized(NamedTuple):
@@ -62,66 +63,6 @@ class Quantized(NamedTuple):
     codes: Tensor
     codebook_loss: Tensor
     commitment_loss: Tensor
-
-
-def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
-    r""":math:`\arg\min_j \lVert z - e_j \rVert^2` for ``z`` ``(*, D)`` and ``codebook`` ``(K, D)`` -> ``(*)`` int64.
-
-    Uses :math:`\lVert z\rVert^2 - 2 z^\top e_j + \lVert e_j \rVert^2`, so memory is
-    ``O(N K)`` rather than ``O(N K D)``.
-    """
-    flat = z.reshape(-1, z.shape[-1])
-    d2 = flat.square().sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.square().sum(1)  # (N, K)
-    return d2.argmin(1).reshape(z.shape[:-1])
-
-
-def batch_statistics(z: Tensor, codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:
-    r"""Per-code counts :math:`n_i` ``(K,)`` and sums :math:`\sum_{j: k_j=i} z_j` ``(K, D)`` of ``z`` ``(N_z, D)``."""
-    onehot = torch.nn.functional.one_hot(codes, codebook_size).to(z.dtype)  # (N_z, K)
-    return onehot.sum(0), onehot.t() @ z
-
-
-def _sum_over_processes(*tensors: Tensor) -> None:
-    """All-reduce (sum) in place across the default process group, when one with several processes exists."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        for t in tensors:
-            dist.all_reduce(t)
-
-
-def ema_update(
-    counts: Tensor, sums: Tensor, batch_counts: Tensor, batch_sums: Tensor, decay: float, eps: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    r"""One EMA codebook step from a batch's :func:`batch_statistics`; returns the new ``(N, m, e)``.
-
-    ``counts`` :math:`N` ``(K,)``, ``sums`` :math:`m` ``(K, D)``; ``batch_counts`` :math:`n` ``(K,)``
-    and ``batch_sums`` :math:`s` ``(K, D)``; ``decay`` :math:`\gamma`, ``eps`` :math:`\epsilon`
-    (Laplace smoothing):
-
-    .. math::
-        N_i' = \gamma N_i + (1-\gamma) n_i, \quad
-        m_i' = \gamma m_i + (1-\gamma) s_i, \quad
-        e_i = m_i' \big/ \Big(\frac{N_i' + \epsilon}{n + K\epsilon}\, n\Big),\ n = \textstyle\sum_i N_i'.
-    """
-    K = counts.shape[0]
-    counts = decay * counts + (1 - decay) * batch_counts
-    sums = decay * sums + (1 - decay) * batch_sums
-    n = counts.sum()
-    smoothed = (counts + eps) / (n + K * eps) * n
-    return counts, sums, sums / smoothed.unsqueeze(1)
-
-
-def code_statistics(counts: Tensor) -> tuple[float, float]:
-    r"""Perplexity :math:`\exp(-\sum_i p_i \log p_i)` with :math:`p_i = c_i / \sum c` and the used fraction.
-
-    ``counts``: ``(K,)`` how often each code was chosen. The perplexity is the
-    effective number of codes in use (``K`` when all are used equally).
-    """
-    total = float(counts.sum())
-    if total <= 0:
-        return 0.0, 0.0
-    p = counts.double() / total
-    entropy = -float(torch.where(p > 0, p * p.log(), torch.zeros_like(p)).sum())
-    return math.exp(entropy), float((counts > 0).double().mean())
 
 
 class VectorQuantizer(nn.Module):
@@ -192,7 +133,7 @@ class VectorQuantizer(nn.Module):
     def _track(self, z: Tensor, codes: Tensor) -> None:
         """Update the EMA state from this process's ``z`` ``(N_z, D)`` and ``codes``, summed over processes."""
         batch_counts, batch_sums = batch_statistics(z, codes, self.K)
-        _sum_over_processes(batch_counts, batch_sums)
+        sum_over_processes(batch_counts, batch_sums)
         if self.update == "ema":
             counts, sums, codebook = ema_update(self.counts, self.sums, batch_counts, batch_sums, self.decay, self.eps)
             self.sums.copy_(sums)
