@@ -35,10 +35,18 @@ def _fingerprint() -> str:
     return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
 
 
+BIN = ENV / ("Scripts" if sys.platform == "win32" else "bin")
+
+
+def tool(name: str) -> str:
+    """The shared environment's executable ``name`` (by full path: nox looks programs up on its own PATH)."""
+    return str(BIN / (f"{name}.exe" if sys.platform == "win32" else name))
+
+
 def use_env(session: nox.Session) -> None:
     """Create or refresh the shared environment and run this session's commands in it."""
-    bindir = ENV / ("Scripts" if sys.platform == "win32" else "bin")
-    python = bindir / ("python.exe" if sys.platform == "win32" else "python")
+    bindir = BIN
+    python = tool("python")
     stamp = ENV / "gmkit-installed.sha256"
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(ENV), external=True)
@@ -70,30 +78,30 @@ def use_env(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (core, plugins, example plugin), two workers; extra arguments go to pytest."""
     use_env(session)
-    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs, external=True)
+    session.run(tool("pytest"), "-n", "2", "--dist", "loadfile", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
     """ruff: lint rules and the formatter, over the whole tree."""
     use_env(session)
-    session.run("ruff", "check", ".", external=True)
-    session.run("ruff", "format", "--check", ".", external=True)
+    session.run(tool("ruff"), "check", ".", external=True)
+    session.run(tool("ruff"), "format", "--check", ".", external=True)
 
 
 @nox.session(venv_backend="none")
 def typecheck(session: nox.Session) -> None:
     """mypy over the core and every plugin's source."""
     use_env(session)
-    session.run("mypy", "gmkit_core", *(str(p / "src") for p in PLUGINS), external=True)
+    session.run(tool("mypy"), "gmkit_core", *(str(p / "src") for p in PLUGINS), external=True)
 
 
 @nox.session(venv_backend="none")
 def docs(session: nox.Session) -> None:
     """Run the documentation's examples and check the CLI reference is current."""
     use_env(session)
-    session.run("pytest", "-p", "no:cacheprovider", "--doctest-glob=*.md", "docs", "-q", external=True)
-    session.run("python", "docs/cli_reference.py", "--check", external=True)
+    session.run(tool("pytest"), "-p", "no:cacheprovider", "--doctest-glob=*.md", "docs", "-q", external=True)
+    session.run(tool("python"), "docs/cli_reference.py", "--check", external=True)
 
 
 @nox.session(venv_backend="none")
@@ -104,9 +112,11 @@ def demo(session: nox.Session) -> None:
     out.mkdir(exist_ok=True)
     model = "vae" if any(p.name == "gmkit-vae" for p in PLUGINS) else "independent"
     run = str(out / f"{model}-digits.h5")
-    session.run("gmkit", "train", model, "--data", "digits", "--out", run, "--force", external=True)
-    session.run("gmkit", "sample", run, "-n", "64", "--out", str(out / f"{model}-digits-samples.png"), external=True)
-    session.run("gmkit", "eval", run, external=True)
+    session.run(tool("gmkit"), "train", model, "--data", "digits", "--out", run, "--force", external=True)
+    session.run(
+        tool("gmkit"), "sample", run, "-n", "64", "--out", str(out / f"{model}-digits-samples.png"), external=True
+    )
+    session.run(tool("gmkit"), "eval", run, external=True)
 
 
 BENCH_START, BENCH_END = "<!-- gmkit bench: start -->", "<!-- gmkit bench: end -->"

@@ -12,7 +12,7 @@ _BOUND = "exact on vector data; an upper bound (dequantisation) on discrete imag
 
 
 @hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     register(
         "realnvp",
         f"{_PKG}.models:RealNVP",
@@ -40,7 +40,7 @@ def gmkit_register_models(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     for name, attr, text in (
         ("maf", "maf_prior", "MAF flow prior over latents of shape `shape`; base: any prior by name"),
         ("nsf", "nsf_prior", "autoregressive rational-quadratic spline flow prior; base: any prior by name"),

@@ -14,7 +14,7 @@ _PKG = "gmkit_pixelcnn"
 
 
 @hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     register(
         "pixelcnn",
         f"{_PKG}.model:PixelCNN",
@@ -30,7 +30,7 @@ def gmkit_register_models(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def gmkit_register_components(register):  # type: ignore[no-untyped-def]
+def gmkit_register_components(register):
     register(
         "prior",
         "pixelcnn",
@@ -52,7 +52,7 @@ def gmkit_register_components(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
-def gmkit_register_commands(cli):  # type: ignore[no-untyped-def]
+def gmkit_register_commands(cli):
     from .bench import bench_sampler_command
 
     cli.add_command(bench_sampler_command)

@@ -16,6 +16,6 @@ _MODELS = (
 
 
 @hookimpl
-def gmkit_register_models(register):  # type: ignore[no-untyped-def]
+def gmkit_register_models(register):
     for name, target, description in _MODELS:
         register(name, f"gmkit_vae.{target}", family="vae", description=description)
