@@ -18,7 +18,6 @@ Transformer (2018, arXiv:1802.05751).
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import attrs
@@ -30,7 +29,7 @@ from gmkit_core.config import option
 from gmkit_core.data import Batch, DataSpec
 from gmkit_core.distributions import Categorical
 from gmkit_core.errors import ConfigError, DataError
-from gmkit_core.interfaces import GenerativeModel
+from gmkit_core.interfaces import GenerativeModel, bits_per_dim
 
 from .network import CausalTransformer
 from .sampling import SAMPLERS
@@ -144,7 +143,7 @@ class Transformer(GenerativeModel):
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         nll = self.nll(batch).mean()
-        return {"loss": nll, "bits_per_dim": nll.detach() / (self.data.dims * math.log(2))}
+        return {"loss": nll, "bits_per_dim": bits_per_dim(nll.detach(), self.data.dims)}
 
     @torch.no_grad()
     def sample(
