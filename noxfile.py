@@ -45,15 +45,14 @@ def tool(name: str) -> str:
 
 def use_env(session: nox.Session) -> None:
     """Create or refresh the shared environment and run this session's commands in it."""
-    bindir = BIN
     python = tool("python")
     stamp = ENV / "gmkit-installed.sha256"
-    if not python.exists():
+    if not Path(python).exists():
         session.run(sys.executable, "-m", "venv", str(ENV), external=True)
     if not stamp.exists() or stamp.read_text() != _fingerprint():
         editable = [arg for p in PLUGINS for arg in ("-e", str(p))]
         session.run(
-            str(python),
+            python,
             "-m",
             "pip",
             "install",
@@ -70,7 +69,7 @@ def use_env(session: nox.Session) -> None:
         )
         stamp.write_text(_fingerprint())
     session.env["VIRTUAL_ENV"] = str(ENV)
-    session.env["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    session.env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     session.env["OMP_NUM_THREADS"] = "1"  # one torch thread per process; test workers run side by side
 
 
