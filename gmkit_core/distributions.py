@@ -68,7 +68,10 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
     add :func:`dequantization_nats` to the continuous NLL to bound the discrete one.
     """
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=torch.get_default_dtype())
-    return (x.to(u.dtype) + u) / levels
+    y = (x.to(u.dtype) + u) / levels
+    # in float32, x + u with u just below 1 can round up to x + 1: keep y strictly inside its own bin
+    upper = torch.nextafter((x.to(u.dtype) + 1) / levels, torch.zeros_like(y))
+    return torch.minimum(y, upper)
 
 
 def quantize(y: Tensor, levels: int, *, centred: bool = False) -> Tensor:
