@@ -26,3 +26,14 @@ def test_good_stochastic_model_passes(test_models):
 def test_broken_models_are_caught(test_models, name, data, check):
     with pytest.raises(ConformanceError, match=check):
         check_model(name, data=data)
+
+
+def test_positional_sample_keywords_are_caught(test_models):
+    import gmkit_testmodels
+
+    class Positional(gmkit_testmodels.Noisy):
+        def sample(self, n, condition=None, generator=None):
+            return super().sample(n, condition=condition, generator=generator)
+
+    with pytest.raises(ConformanceError, match=r"\[build\] Positional.sample must take 'condition' as a keyword-only"):
+        check_model(Positional, data="moons")

@@ -22,6 +22,7 @@ function; ``pytest --gmkit-device cuda`` runs it on another device.
 
 from __future__ import annotations
 
+import inspect
 import math
 import tempfile
 from pathlib import Path
@@ -82,6 +83,7 @@ def check_model(
     config = make_config(cls.Config, overrides, owner=f"model '{name}'")
     net = cls(config, spec).to(device)
     _require(isinstance(net, GenerativeModel), "build", f"{cls.__name__} is not a GenerativeModel")
+    _check_sample_signature(cls)
     kind = likelihood_of(net)
     _require(kind in LIKELIHOODS, "build", f"likelihood is '{kind}'; kinds: {', '.join(LIKELIHOODS)}")
     with torch.no_grad():
@@ -129,6 +131,18 @@ def _check_loss(net: GenerativeModel, batch: Batch) -> None:
     _require(all(bool(torch.isfinite(g).all()) for g in grads), "loss", "a gradient is not finite")
     _require(any(bool(g.abs().sum() > 0) for g in grads), "loss", "all gradients are zero")
     net.zero_grad(set_to_none=True)
+
+
+def _check_sample_signature(cls: type[GenerativeModel]) -> None:
+    """``sample(n, *, condition=None, generator=None)``: the two keywords are keyword-only, as the contract says."""
+    params = inspect.signature(cls.sample).parameters
+    for name in ("condition", "generator"):
+        kind = params[name].kind if name in params else None
+        _require(
+            kind == inspect.Parameter.KEYWORD_ONLY,
+            "build",
+            f"{cls.__name__}.sample must take '{name}' as a keyword-only argument (sample(n, *, condition, generator))",
+        )
 
 
 def _check_samples(net: GenerativeModel, n: int, condition: torch.Tensor | None, device: torch.device) -> None:

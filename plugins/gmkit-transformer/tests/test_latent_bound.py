@@ -142,7 +142,7 @@ class StandardNormalModel(GenerativeModel):
         return -self.prior.log_prob(batch.x)
 
     def sample(self, n, *, condition=None, generator=None):
-        return self.prior.sample(n, generator)
+        return self.prior.sample(n, generator=generator)
 
 
 def test_standard_normal_stage_two_gives_the_vae_elbo(float64_default):

@@ -261,6 +261,7 @@ class ContinuousModel(GenerativeModel):
     def sample(
         self,
         n: int,
+        *,
         condition: Tensor | None = None,
         generator: torch.Generator | None = None,
         sampler: str | None = None,

@@ -147,6 +147,7 @@ class ScoreSDE(ContinuousModel):
     def sample(
         self,
         n: int,
+        *,
         condition: Tensor | None = None,
         generator: torch.Generator | None = None,
         sampler: str | None = None,
@@ -160,7 +161,9 @@ class ScoreSDE(ContinuousModel):
         if method not in METHODS:
             raise ConfigError(f"score_sde: unknown method '{method}'; methods: {', '.join(METHODS)}")
         if method == "ode":
-            return super().sample(n, condition, generator, sampler, nfe, guidance)
+            return super().sample(
+                n, condition=condition, generator=generator, sampler=sampler, nfe=nfe, guidance=guidance
+            )
         return self.reverse_sde(n, condition, generator, method, steps or self.config.steps, guidance)
 
     def sde_coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -320,7 +320,7 @@ class Latent(GenerativeModel):
     # -- sampling and evaluation ----------------------------------------------------------
     @torch.no_grad()
     def sample(
-        self, n: int, condition: Tensor | None = None, generator: torch.Generator | None = None, **options: Any
+        self, n: int, *, condition: Tensor | None = None, generator: torch.Generator | None = None, **options: Any
     ) -> Tensor:
         """``z ~ p_2`` (``options`` go to stage two's ``sample``), ``x ~ p(x|z)``: ``(n, C, H, W)`` int64."""
         if condition is not None:

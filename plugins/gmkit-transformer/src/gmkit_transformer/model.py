@@ -149,6 +149,7 @@ class Transformer(GenerativeModel):
     def sample(
         self,
         n: int,
+        *,
         condition: Tensor | None = None,
         generator: torch.Generator | None = None,
         cache: bool | None = None,
