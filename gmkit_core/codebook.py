@@ -1,6 +1,8 @@
 r"""Codebook math shared by every vector quantiser (images, code volumes, any ``(*, D)``).
 
 - :func:`nearest_code`: :math:`k = \arg\min_j \lVert z - e_j \rVert^2`.
+- :func:`straight_through`: :math:`\tilde z_q = \mathrm{sg}[e_k] + z_e - \mathrm{sg}[z_e]` and the codebook and
+  commitment losses.
 - :func:`batch_statistics`: per-code counts :math:`n_j` and sums :math:`s_j` of a batch's assignments,
   :func:`sum_over_processes` to add them up across data-parallel processes.
 - :func:`ema_update`: the EMA codebook step with Laplace-smoothed counts (van den Oord et al. 2017,
@@ -20,7 +22,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["nearest_code", "batch_statistics", "sum_over_processes", "ema_update", "code_statistics", "spread_rows"]
+__all__ = [
+    "nearest_code",
+    "straight_through",
+    "batch_statistics",
+    "sum_over_processes",
+    "ema_update",
+    "code_statistics",
+    "spread_rows",
+]
 
 
 def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
@@ -32,6 +42,19 @@ def nearest_code(z: Tensor, codebook: Tensor) -> Tensor:
     flat = z.reshape(-1, z.shape[-1])
     d2 = flat.square().sum(1, keepdim=True) - 2 * flat @ codebook.t() + codebook.square().sum(1)  # (N, K)
     return d2.argmin(1).reshape(z.shape[:-1])
+
+
+def straight_through(z_e: Tensor, e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r"""``z_e`` ``(B, *, D)`` and its nearest codes ``e`` (same shape) -> ``(z_q, codebook_loss, commitment_loss)``.
+
+    :math:`\tilde z_q = \mathrm{sg}[e] + z_e - \mathrm{sg}[z_e]` has the value of :math:`e` and the identity as
+    its gradient with respect to :math:`z_e`; codebook loss :math:`\sum \lVert \mathrm{sg}[z_e] - e\rVert^2` and
+    commitment loss :math:`\sum \lVert z_e - \mathrm{sg}[e]\rVert^2`, each summed over all but the batch, ``(B,)``.
+    """
+    cells = tuple(range(1, z_e.ndim))
+    codebook_loss = (z_e.detach() - e).square().sum(cells)
+    commitment_loss = (z_e - e.detach()).square().sum(cells)
+    return e.detach() + (z_e - z_e.detach()), codebook_loss, commitment_loss
 
 
 def batch_statistics(z: Tensor, codes: Tensor, codebook_size: int) -> tuple[Tensor, Tensor]:

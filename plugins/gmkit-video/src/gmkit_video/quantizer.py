@@ -40,7 +40,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from gmkit_core.codebook import batch_statistics, ema_update, nearest_code, spread_rows, sum_over_processes
+from gmkit_core.codebook import (
+    batch_statistics,
+    ema_update,
+    nearest_code,
+    spread_rows,
+    straight_through,
+    sum_over_processes,
+)
 
 __all__ = ["Quantized", "VolumeQuantizer"]
 
@@ -88,11 +95,7 @@ class VolumeQuantizer(nn.Module):
     def forward(self, z_e: Tensor) -> Quantized:
         """Quantise ``z_e`` ``(B, *, D)``; a training-mode call with gradients enabled also moves the codebook."""
         codes = nearest_code(z_e.detach(), self.codebook)
-        e = self.codebook[codes]
-        cells = tuple(range(1, z_e.ndim))
-        codebook_loss = (z_e.detach() - e).square().sum(cells)
-        commitment_loss = (z_e - e).square().sum(cells)  # the codebook is a buffer: no gradient reaches it
-        z_q = e + (z_e - z_e.detach())
+        z_q, codebook_loss, commitment_loss = straight_through(z_e, self.codebook[codes])
         if self.training and torch.is_grad_enabled():
             self.observe(z_e.detach().reshape(-1, self.D), codes.reshape(-1))
         return Quantized(z_q, codes, codebook_loss, commitment_loss)

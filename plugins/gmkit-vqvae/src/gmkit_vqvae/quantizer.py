@@ -46,7 +46,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from gmkit_core.codebook import batch_statistics, ema_update, nearest_code, sum_over_processes
+from gmkit_core.codebook import batch_statistics, ema_update, nearest_code, straight_through, sum_over_processes
 
 __all__ = ["Quantized", "VectorQuantizer"]
 
@@ -116,11 +116,7 @@ class VectorQuantizer(nn.Module):
     def forward(self, z_e: Tensor) -> Quantized:
         """Quantise ``z_e`` ``(B, *, D)``; in training mode with gradients on, also update the codebook state."""
         codes = nearest_code(z_e.detach(), self.codebook.detach())  # (B, *)
-        e = self.codebook[codes]  # (B, *, D)
-        sum_rest = tuple(range(1, z_e.ndim))
-        codebook_loss = (z_e.detach() - e).square().sum(sum_rest)  # (B,)
-        commitment_loss = (z_e - e.detach()).square().sum(sum_rest)  # (B,)
-        z_q = e.detach() + (z_e - z_e.detach())  # value exactly e (z_e - z_e = 0), gradient identity to z_e
+        z_q, codebook_loss, commitment_loss = straight_through(z_e, self.codebook[codes])  # (B, *, D), (B,), (B,)
         if self.training and torch.is_grad_enabled():
             self._track(z_e.detach().reshape(-1, self.D), codes.reshape(-1))
         return Quantized(z_q, codes, codebook_loss, commitment_loss)
