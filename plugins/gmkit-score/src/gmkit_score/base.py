@@ -89,6 +89,20 @@ class ContinuousConfig:
     ode_steps: int = opt(32, "rk4: steps (4 evaluations each)", instance_of(int), ge(1))
     rtol: float = opt(1e-5, "rk45: relative tolerance", gt(0.0))
     atol: float = opt(1e-5, "rk45: absolute tolerance", gt(0.0))
+    ode_warp: float = opt(
+        0.0,
+        "likelihood ODE solved in s with t = t0 + (t1 - t0) s^warp (>= 1: steps crowd near the data; "
+        "0: the model's choice, 2 for the vp and subvp SDEs, else 1)",
+        ge(0.0),
+    )
+    ode_nodes: int = opt(
+        -1,
+        "divergence at this many Gauss-Legendre nodes of the solved path (0: at every solver stage; "
+        "-1: 0 on vectors, 12 on images)",
+        instance_of(int),
+        ge(-1),
+    )
+    divergence_chunk: int = opt(16, "exact divergence: basis vectors per batched backward pass", instance_of(int), ge(1))
     seed: int = opt(0, "seed of the noise in nll (dequantisation, probes, Monte Carlo time)", instance_of(int))
 
 
@@ -277,6 +291,22 @@ class ContinuousModel(GenerativeModel):
         )
 
     # -- likelihood ---------------------------------------------------------------------------
+    def default_warp(self) -> float:
+        """What ``ode_warp=0`` resolves to: 1 (plain time) unless a model's velocity needs more."""
+        return 1.0
+
+    def resolved_warp(self) -> float:
+        """``ode_warp``, with ``0`` resolved to :meth:`default_warp`."""
+        warp = float(self.config.ode_warp)
+        if 0.0 < warp < 1.0:
+            raise ConfigError(f"{self.name}: ode_warp must be 0 (the model's choice) or >= 1, got {warp}")
+        return warp or self.default_warp()
+
+    def resolved_nodes(self) -> int:
+        """``ode_nodes``, with ``-1`` resolved: 0 (divergence at every stage) on vectors, 12 on images."""
+        nodes = int(self.config.ode_nodes)
+        return nodes if nodes >= 0 else (12 if self.levels else 0)
+
     def ode_times(self) -> tuple[float, float]:
         """``(t0, t1)`` of the likelihood ODE."""
         path = self.path()
@@ -291,9 +321,15 @@ class ContinuousModel(GenerativeModel):
         return -0.5 * (x1.flatten(1).square().sum(1) / var + d * math.log(2 * math.pi * var))
 
     def ode_nll(
-        self, batch: Batch, generator: torch.Generator | None = None, divergence: str | None = None
+        self,
+        batch: Batch,
+        generator: torch.Generator | None = None,
+        divergence: str | None = None,
+        nodes: int | None = None,
+        steps: int | None = None,
     ) -> tuple[Tensor, int]:
-        """``(nll nats (B,), nfe)`` by the probability-flow ODE (see the module docstring)."""
+        """``(nll nats (B,), nfe)`` by the probability-flow ODE (see the module docstring); ``divergence``,
+        ``nodes`` and ``steps`` override the config's."""
         divergence = divergence or self.resolved_divergence(self.config, self.data)
         x = self.to_model_space(batch.x)
         if self.levels:
@@ -313,12 +349,15 @@ class ContinuousModel(GenerativeModel):
             self.prior_log_prob,
             divergence=divergence,
             method=c.ode_method,
-            steps=c.ode_steps,
+            steps=c.ode_steps if steps is None else steps,
             rtol=c.rtol,
             atol=c.atol,
             generator=generator,
+            warp=self.resolved_warp(),
+            nodes=self.resolved_nodes() if nodes is None else nodes,
+            chunk=c.divergence_chunk,
         )
-        self.last_nfe = result.nfe
+        self.last_nfe, self.last_divergence_nfe = result.nfe, result.divergence_evaluations
         return constant - result.log_density, result.nfe
 
     def nll_generator(self) -> torch.Generator:
@@ -340,12 +379,15 @@ class ContinuousModel(GenerativeModel):
             "ode_method": c.ode_method,
             "ode_t0": self.ode_times()[0],
             "ode_t1": self.ode_times()[1],
+            "ode_warp": self.resolved_warp(),
+            "ode_nodes": self.resolved_nodes(),
         }
         if c.ode_method == "rk4":
             out.update(ode_steps=c.ode_steps)
         else:
             out.update(ode_rtol=c.rtol, ode_atol=c.atol)
         out["ode_nfe"] = getattr(self, "last_nfe", None)
+        out["ode_divergence_nfe"] = getattr(self, "last_divergence_nfe", None)
         return out
 
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:

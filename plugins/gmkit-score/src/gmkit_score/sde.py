@@ -122,6 +122,11 @@ class ScoreSDE(ContinuousModel):
     def path(self) -> GaussianPath:
         return self._path
 
+    def default_warp(self) -> float:
+        r"""2 for ``vp`` and ``subvp``: there :math:`v \approx \sigma'\hat\epsilon \propto t^{-1/2}` near
+        :math:`t = 0`, and with :math:`t = t_0 + (t_1 - t_0)s^2` the solved :math:`v\,dt/ds` stays bounded; 1 for ``ve``."""
+        return 1.0 if self.config.sde == "ve" else 2.0
+
     def eps_hat(self, x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
         r""":math:`\hat\epsilon(x_t, t, y)`; the score is :math:`-\hat\epsilon/\sigma(t)`."""
         a, s = self._path.alpha(t), self._path.sigma(t)
