@@ -34,6 +34,7 @@ from gmkit_core.transforms import Compose, Logit
 
 from .architectures import MIXERS, autoregressive_stack, coupling_stack, glow, multiscale
 from .dequantization import LogitNormalDequantizer, uniform_noise
+from .mixture import GaussianMixture, MADEMoG
 from .pointwise import ScaleShift
 from .reshape import Reshape
 
@@ -117,9 +118,7 @@ class FlowModel(GenerativeModel):
             self.transform = Compose(pre, self.build(shape))
         else:
             self.transform = self.build(shape)
-        from gmkit_core.registry import registry
-
-        self.base: Prior = registry.get("prior", config.base, shape=shape)
+        self.base: Prior = self.make_base(shape)
         self.dequantizer: LogitNormalDequantizer | None = None
         if data.is_image and config.dequantization == "variational":
             channels, height, width = shape  # images are (C, H, W)
@@ -145,6 +144,12 @@ class FlowModel(GenerativeModel):
     def build(self, shape: tuple[int, ...]) -> Transform:
         """The flow ``f`` on ``(B, *shape)`` (after preprocessing for images)."""
         raise NotImplementedError
+
+    def make_base(self, shape: tuple[int, ...]) -> Prior:
+        """The base density :math:`p_Z` on ``(B, *shape)``: the registered prior named by ``base``."""
+        from gmkit_core.registry import registry
+
+        return registry.get("prior", self.config.base, shape=shape)
 
     @property
     def dropout(self) -> float:
@@ -244,19 +249,44 @@ class MAFConfig(DataOptions):
         v.in_(("auto", *MIXERS)),
     )
     actnorm: bool = option(True, "ActNorm (data-initialised) before each layer", v.instance_of(bool))
+    components: int | None = option(
+        None,
+        "Gaussians per conditional of a MADE MoG base on top of the flow (MAF MoG; 0: the `base` prior); "
+        "default (none): 0 on images, 10 on vectors",
+        v.optional([v.instance_of(int), v.ge(0)]),
+    )
 
 
 class MAF(FlowModel):
     r"""Masked autoregressive flow: affine MADE layers, :math:`y_i = x_i e^{s_i(x_{<i})} + t_i(x_{<i})`.
 
-    One pass to evaluate the density, ``D`` passes to sample.
-    Papamakarios et al. (2017, arXiv:1705.07057).
+    One pass to evaluate the density, ``D`` passes to sample. With ``components > 0`` the base
+    density is a MADE MoG (:mod:`gmkit_flows.mixture`) in the reverse order of the last layer:
+    the paper's MAF MoG. Papamakarios et al. (2017, arXiv:1705.07057).
     """
 
     Config = MAFConfig
     train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
     #: 2D densities: twice the layers, rotations between them (8gaussians: docs/models/flows.md)
-    kind_defaults: ClassVar[dict[str, tuple[Any, Any]]] = {"layers": (10, 20), "mixer": ("reverse", "lu")}
+    kind_defaults: ClassVar[dict[str, tuple[Any, Any]]] = {
+        "layers": (10, 20),
+        "mixer": ("reverse", "lu"),
+        "components": (0, 10),
+    }
+
+    def make_base(self, shape: tuple[int, ...]) -> Prior:
+        """A MADE MoG when ``components > 0`` (reverse order), else the registered prior ``base``."""
+        components = self.setting("components")
+        if not components:
+            return super().make_base(shape)
+        if self.config.base != "standard_normal":
+            raise ConfigError(
+                f"maf: base={self.config.base} and a MADE MoG base (components={components}) exclude each other; "
+                "set components=0 to use base"
+            )
+        c = self.config
+        features = math.prod(shape)
+        return MADEMoG(shape, components, c.hidden, c.depth, torch.arange(features, 0, -1), self.dropout)
 
     def build(self, shape: tuple[int, ...]) -> Transform:
         c = self.config
@@ -336,16 +366,36 @@ class RealNVPConfig(DataOptions):
     depth: int = option(2, "residual blocks (images) or hidden layers (vectors) per conditioner", _POSITIVE)
     dropout: float | None = _dropout()
     actnorm: bool = option(True, "ActNorm (data-initialised) before each coupling", v.instance_of(bool))
+    components: int | None = option(
+        None,
+        "vectors: components of a learned diagonal Gaussian mixture base (0: the `base` prior); "
+        "default (none): 10 on vectors; images always use `base`",
+        v.optional([v.instance_of(int), v.ge(0)]),
+    )
 
 
 class RealNVP(FlowModel):
     """RealNVP: affine (or additive, NICE) couplings; multi-scale checkerboard/channel masks on images.
 
-    Dinh et al. (2016, arXiv:1605.08803); NICE: Dinh et al. (2014, arXiv:1410.8516).
+    On vectors the base is by default a learned diagonal Gaussian mixture (:class:`~gmkit_flows.mixture.GaussianMixture`,
+    ``components``). Dinh et al. (2016, arXiv:1605.08803); NICE: Dinh et al. (2014, arXiv:1410.8516).
     """
 
     Config = RealNVPConfig
     train_defaults: ClassVar[dict[str, Any]] = TRAIN_DEFAULTS
+    kind_defaults: ClassVar[dict[str, tuple[Any, Any]]] = {"components": (0, 10)}
+
+    def make_base(self, shape: tuple[int, ...]) -> Prior:
+        """A learned Gaussian mixture on vectors when ``components > 0``, else the registered prior ``base``."""
+        components = self.setting("components")
+        if not components or self.data.is_image:
+            return super().make_base(shape)
+        if self.config.base != "standard_normal":
+            raise ConfigError(
+                f"realnvp: base={self.config.base} and a Gaussian mixture base (components={components}) exclude "
+                "each other; set components=0 to use base"
+            )
+        return GaussianMixture(shape, components, self.config.seed)
 
     def build(self, shape: tuple[int, ...]) -> Transform:
         c = self.config
