@@ -131,7 +131,7 @@ def _check_pairings(models: list[str], data: str, options: dict[str, tuple[dict[
         model_opts, train_opts = options[name]
         cls = registry.entry("model", name).load()
         try:
-            cls(make_config(cls.Config, model_opts, owner=f"model '{name}'"), spec)
+            cls(cls.configure(spec, model_opts, owner=f"model '{name}'"), spec)
         except GmkitError as exc:
             raise ConfigError(f"{name} cannot be benchmarked on {data}: {exc}") from None
         make_config(TrainConfig, {**cls.defaults_for(spec), **train_opts}, owner=f"trainer of '{name}'")

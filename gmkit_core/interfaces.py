@@ -378,6 +378,22 @@ class GenerativeModel(nn.Module, ABC):
         """Trainer settings for ``data``: ``train_defaults``, unless a model tunes them per kind of data."""
         return dict(cls.train_defaults)
 
+    @classmethod
+    def config_for(cls, data: DataSpec) -> dict[str, Any]:
+        """Model options suited to ``data`` (e.g. a deeper network for 32x32 colour images).
+
+        The ``Config`` defaults fit the bundled 8x8 digits and 2D toys; a model
+        overrides this to scale them. Options the user gives take precedence.
+        """
+        return {}
+
+    @classmethod
+    def configure(cls, data: DataSpec, options: Mapping[str, Any] | None = None, owner: str = "model") -> Any:
+        """The ``Config`` for ``data``: :meth:`config_for`, then ``options`` on top, validated."""
+        from .config import make_config
+
+        return make_config(cls.Config, {**cls.config_for(data), **(options or {})}, owner=owner)
+
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
         """What the trainer minimises on the validation split to keep the best weights.
 

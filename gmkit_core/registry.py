@@ -288,12 +288,10 @@ class Registry:
         """
         target = self.entry(kind, name).load()
         if kind == "model":
-            from .config import make_config
-
             if "data" not in cfg:
                 raise ConfigError(f"model '{name}' needs data=DataSpec")
             data = cfg.pop("data")
-            return target(make_config(target.Config, cfg, owner=f"model '{name}'"), data)
+            return target(target.configure(data, cfg, owner=f"model '{name}'"), data)
         return call_checked(target, cfg, owner=f"{kind} '{name}'")
 
     @staticmethod

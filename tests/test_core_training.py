@@ -176,3 +176,22 @@ def test_trainer_option_validation(tmp_path, test_models):
         train("test_noisy", "moons:500", tmp_path / "x.h5", train_overrides={"optimizer": "lbfgs"}, quiet=True)
     with pytest.raises(ConfigError, match="trainer has no option 'lrr'"):
         train("test_noisy", "moons:500", tmp_path / "x.h5", train_overrides={"lrr": 1}, quiet=True)
+
+
+def test_config_for_sets_options_per_data_and_given_options_win(tmp_path, monkeypatch):
+    from gmkit_core.data import load
+    from gmkit_core.registry import registry
+
+    cls = registry.entry("model", "independent").load()
+    scaled = classmethod(lambda c, data: {"smoothing": 2.5} if data.kind == "image" else {})
+    monkeypatch.setattr(cls, "config_for", scaled)
+    quick = {"steps": 2, "quiet": True, "pictures": False, "train_overrides": {"eval_every": 0}}
+    run = train("independent", "digits", tmp_path / "a.h5", **quick).run
+    assert run.model.config.smoothing == 2.5 and read_run(tmp_path / "a.h5").config["smoothing"] == 2.5
+    mine = train("independent", "digits", tmp_path / "b.h5", overrides={"smoothing": 0.5}, **quick).run
+    assert mine.model.config.smoothing == 0.5
+    assert train("independent", "moons:200", tmp_path / "c.h5", **quick).run.model.config.smoothing == 1.0
+    built = registry.get("model", "independent", data=load("digits", "train").spec)
+    assert built.config.smoothing == 2.5
+    resumed = train("independent", "digits", resume=tmp_path / "b.h5", **{**quick, "steps": 3}).run
+    assert resumed.model.config.smoothing == 0.5  # a resumed run keeps the options it was trained with

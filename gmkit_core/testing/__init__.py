@@ -80,7 +80,7 @@ def check_model(
     batch = train.batch(slice(0, min(16, n_train))).to(device)
 
     torch.manual_seed(0)
-    config = make_config(cls.Config, overrides, owner=f"model '{name}'")
+    config = cls.configure(spec, overrides, owner=f"model '{name}'")
     net = cls(config, spec).to(device)
     _require(isinstance(net, GenerativeModel), "build", f"{cls.__name__} is not a GenerativeModel")
     _check_sample_signature(cls)

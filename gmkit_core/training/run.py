@@ -112,8 +112,9 @@ def train(
     splits, source, given = _splits(data)
     if previous is not None:
         _check_resume(previous, out, model, source, overrides)
-    config = make_config(cls.Config, previous.config if previous else (overrides or {}), owner=f"model '{model}'")
     spec = splits["train"].spec
+    owner = f"model '{model}'"
+    config = make_config(cls.Config, previous.config, owner) if previous else cls.configure(spec, overrides, owner)
     base = cls.defaults_for(spec)
     if previous is not None:
         base.update(previous.train_config)
