@@ -83,6 +83,12 @@ def gmkit_register_components(register):
     )
     register(
         "feature",
+        "pixels",
+        "gmkit_core.features.pixels:Pixels",
+        description="any image data: levels scaled to [0, 1], averaged in blocks down to at most 8 x 8 per channel",
+    )
+    register(
+        "feature",
         "inception",
         "gmkit_core.features.inception:InceptionFeatures",
         description="inception:PATH, FID Inception-v3 pool features (2048-d) from a local weights file",

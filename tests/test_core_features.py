@@ -91,6 +91,27 @@ def test_points_extractor_and_resolution_errors(tmp_path):
         resolve(f"inception:{tmp_path / 'none.pth'}", DIGITS)
 
 
+def test_pixels_extractor_is_the_block_mean_of_scaled_levels():
+    spec = DataSpec("rgb", "image", (3, 10, 7), levels=5)
+    x = torch.randint(0, 5, (4, 3, 10, 7))
+    pixels = resolve("pixels", spec)
+    f = pixels(x)
+    # side 8 on a 10-row image: blocks of 2 x 2, partial blocks at the right edge averaged over what they cover
+    assert pixels.name == "pixels-8" and f.dtype == torch.float64 and f.shape == (4, 3 * 5 * 4)
+    scaled = x.double() / 4
+    brute = torch.stack(
+        [scaled[:, :, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean((2, 3)) for i in range(5) for j in range(4)], -1
+    )
+    torch.testing.assert_close(f, brute.flatten(1))
+    small = DataSpec("tiny", "image", (1, 4, 4), levels=2)
+    y = torch.randint(0, 2, (3, 1, 4, 4))
+    torch.testing.assert_close(resolve("pixels", small)(y), y.double().flatten(1))  # no pooling below 8 x 8
+    with pytest.raises(DataError, match="takes images with levels"):
+        resolve("pixels", DataSpec("moons", "vector", (2,)))
+    with pytest.raises(DataError, match=r"pixel levels in \[0, 5\)"):
+        pixels(x + 5)
+
+
 def test_changed_feature_file_is_refused(tmp_path):
     copy = tmp_path / "copy.h5"
     copy.write_bytes(DIGITS_FILE.read_bytes())

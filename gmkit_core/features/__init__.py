@@ -2,6 +2,7 @@
 
 Built in: ``points`` (vector data: the points themselves), ``digits`` (a small
 conv classifier trained on the digits train split, shipped with the package),
+``pixels`` (block-averaged intensities of any images, no weights),
 ``inception`` (the FID Inception-v3 from a local weights file). A classifier
 for other labelled images is trained by ``gmkit features fit`` and passed as
 its ``.h5`` file. :func:`resolve` turns the ``--features`` text into one.

@@ -190,6 +190,22 @@ def test_validation_score_is_a_fixed_seed_frechet_distance() -> None:
     assert frechet_distance(val.x.double(), load("moons", "test").x.double()) < a
 
 
+def test_validation_score_on_images_without_a_shipped_extractor_uses_pixels() -> None:
+    """Images the digits classifier refuses (here 16 x 16 colour) are scored in block-averaged pixel features."""
+    from gmkit_core.data import Dataset
+    from gmkit_core.features import resolve
+    from gmkit_core.metrics import frechet_distance
+
+    torch.manual_seed(0)
+    spec = DataSpec("rgb16", "image", (3, 16, 16), levels=256)
+    val = Dataset(torch.randint(0, 256, (64, 3, 16, 16)), None, spec, "validation")
+    model = GAN(GAN.Config(**SMALL_CONV, eval_samples=64), spec).eval()
+    score = model.validation_score(val, batch_size=32)
+    pixels = resolve("pixels", spec)
+    x = model.sample(64, generator=torch.Generator().manual_seed(0))
+    assert score == pytest.approx(frechet_distance(pixels(val.x), pixels(x)), rel=1e-9)
+
+
 def test_dominance_warning_in_a_real_run(tmp_path) -> None:
     """A frozen generator (g_lr ~ 0) against a fast discriminator: the warning is raised during training."""
     from gmkit_core.training import train

@@ -374,13 +374,18 @@ class GAN(GenerativeModel):
         """Fréchet distance between ``eval_samples`` samples (seed ``EVAL_SEED``) and ``data``, in the core's features.
 
         The extractor is the core's default for the data (``digits`` classifier
-        features for digits, the points themselves for vectors); a conditional
-        model draws class-balanced labels ``i mod K``.
+        features for digits, the points themselves for vectors), or block-averaged
+        ``pixels`` for images no shipped extractor takes; a conditional model draws
+        class-balanced labels ``i mod K``.
         """
+        from gmkit_core.errors import DataError
         from gmkit_core.features import resolve
         from gmkit_core.metrics import frechet_distance
 
-        extractor = resolve(None, self.data)
+        try:
+            extractor = resolve(None, self.data)
+        except DataError:
+            extractor = resolve("pixels", self.data)
         reference = self._reference_features(data, extractor)
         n = self.config.eval_samples
         device = self.shift.device
