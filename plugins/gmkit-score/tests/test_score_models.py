@@ -103,6 +103,7 @@ def test_conformance_on_images_with_the_hutchinson_estimate() -> None:
             divergence="hutchinson",
             nfe=3,
             ode_steps=1,
+            ode_nodes=1,
             **SMALL_UNET,
             **({"steps": 3} if name == "score_sde" else {}),
         )

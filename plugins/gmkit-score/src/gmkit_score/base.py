@@ -98,7 +98,7 @@ class ContinuousConfig:
     ode_nodes: int = opt(
         -1,
         "divergence at this many Gauss-Legendre nodes of the solved path (0: at every solver stage; "
-        "-1: 0 on vectors, 12 on images)",
+        "-1: 0 on vectors, 16 on images)",
         instance_of(int),
         ge(-1),
     )
@@ -303,9 +303,9 @@ class ContinuousModel(GenerativeModel):
         return warp or self.default_warp()
 
     def resolved_nodes(self) -> int:
-        """``ode_nodes``, with ``-1`` resolved: 0 (divergence at every stage) on vectors, 12 on images."""
+        """``ode_nodes``, with ``-1`` resolved: 0 (divergence at every stage) on vectors, 16 on images."""
         nodes = int(self.config.ode_nodes)
-        return nodes if nodes >= 0 else (12 if self.levels else 0)
+        return nodes if nodes >= 0 else (16 if self.levels else 0)
 
     def ode_times(self) -> tuple[float, float]:
         """``(t0, t1)`` of the likelihood ODE."""
