@@ -41,8 +41,9 @@ def _tiny_model(**options: str) -> torch.nn.Module:
 @pytest.mark.parametrize(
     "options",
     [
-        {"decoder": "categorical", "time_downsample": "2", "downsample": "2"},
-        {"decoder": "logistic_mixture", "time_downsample": "2", "downsample": "2"},
+        {"decoder": "categorical", "time_downsample": "2", "time_kernel": "3", "downsample": "2"},
+        {"decoder": "logistic_mixture", "time_downsample": "2", "time_kernel": "3", "downsample": "2"},
+        {"decoder": "categorical", "downsample": "2"},  # the defaults: a code per frame, the prior across frames
         {"decoder": "logistic", "temporal": "false", "time_downsample": "1", "downsample": "2"},
     ],
 )
@@ -69,7 +70,7 @@ def test_bound_masses_sum_to_at_most_one_and_exceed_the_exact_nll(options: dict[
 
 
 def test_before_stage_two_the_code_term_is_the_uniform_prior() -> None:
-    model = _tiny_model(decoder="categorical", time_downsample="2", downsample="2")
+    model = _tiny_model(decoder="categorical", time_downsample="2", time_kernel="3", downsample="2")
     model.prior_fitted.fill_(0)
     x = _every_clip()
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from gmkit_video.prior import image_to_volume, sample_after_prefix, volume_to_image
 
@@ -16,7 +17,7 @@ def _prior() -> torch.nn.Module:
     prior = registry.get(
         "model",
         "transformer",
-        data=DataSpec("codes", "image", (1, T * H, W), levels=K),
+        data=DataSpec("codes", "image", (1, T, H * W), levels=K),
         dim=16,
         layers=2,
         heads=2,
@@ -39,8 +40,9 @@ def _per_code_log_probs(prior: torch.nn.Module, volume: torch.Tensor) -> torch.T
 def test_layout_round_trip_and_time_major_order() -> None:
     volume = torch.arange(2 * T * H * W).reshape(2, T, H, W)
     image = volume_to_image(volume)
-    assert image.shape == (2, 1, T * H, W)
-    assert torch.equal(image_to_volume(image, T), volume)
+    assert image.shape == (2, 1, T, H * W)  # one row per time step
+    assert torch.equal(image_to_volume(image, H), volume)
+    assert torch.equal(image[:, 0, 1], volume[:, 1].reshape(2, -1))
     # raster order of the image visits time step 0 entirely, then 1, ...
     assert torch.equal(image.reshape(2, -1), volume.reshape(2, -1))
 
@@ -76,8 +78,9 @@ def test_prefix_sampler_keeps_the_prefix_and_matches_the_prior_sampler() -> None
     assert torch.equal(drawn.reshape(4, -1)[:, : H * W], prefix)
 
 
-def test_prefix_sampler_draws_from_the_conditional() -> None:
-    """One free position: the empirical frequencies match p(k_last | prefix) (chi-square-style tolerance)."""
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_prefix_sampler_draws_from_the_conditional(temperature: float) -> None:
+    """One free position: the frequencies match p(k_last | prefix)^(1/temperature), normalised (binomial tolerance)."""
     torch.manual_seed(0)
     prior = registry.get(
         "model",
@@ -90,9 +93,13 @@ def test_prefix_sampler_draws_from_the_conditional() -> None:
     ).eval()
     with torch.no_grad():
         for p in prior.parameters():
-            p.add_(torch.randn_like(p))
+            p.add_(0.3 * torch.randn_like(p))
     prefix = torch.full((4000, 1), 2, dtype=torch.long)
-    drawn = sample_after_prefix(prior, prefix, torch.Generator().manual_seed(0))[:, 0, 0, 1]
-    probs = torch.softmax(prior.logits(torch.tensor([[[[2, 0]]]]))[0, 1].double(), -1)
+    drawn = sample_after_prefix(prior, prefix, torch.Generator().manual_seed(0), temperature)[:, 0, 0, 1]
+    log_p = torch.log_softmax(prior.logits(torch.tensor([[[[2, 0]]]]))[0, 1].double(), -1)
+    assert log_p.exp().max() < 0.8 and log_p.exp().min() > 0.05  # spread out, so every level is tested
+    probs = torch.softmax(log_p / temperature, -1)
+    if temperature != 1.0:  # far enough from the untempered conditional for the check to tell them apart
+        assert (probs - log_p.exp()).abs().max() > 0.1
     freq = torch.bincount(drawn, minlength=3).double() / 4000
     assert torch.allclose(freq, probs.double(), atol=4 * (0.25 / 4000) ** 0.5)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from gmkit_video.model import PRIOR_TRAIN
 from gmkit_video.prior import volume_to_image
 
+from gmkit_core.config import parse_assignments, parse_literal
 from gmkit_core.data import Batch, Dataset
 from gmkit_core.data import load as load_data
 from gmkit_core.errors import ConfigError, DataError
@@ -39,9 +41,12 @@ def test_conformance_on_moving_digits(options: dict[str, str]) -> None:
     assert report.passed[-1] == "devices" and "nll" in report.passed
 
 
+@pytest.mark.parametrize("time_kernel", [1, 3])
 @pytest.mark.parametrize("time_downsample", [1, 2, 4])
-def test_encoder_is_causal_in_time(clips: Dataset, time_downsample: int) -> None:
-    model = _model(clips.spec, time_downsample=str(time_downsample), downsample="4").eval()
+def test_encoder_is_causal_in_time(clips: Dataset, time_downsample: int, time_kernel: int) -> None:
+    model = _model(
+        clips.spec, time_downsample=str(time_downsample), time_kernel=str(time_kernel), downsample="4"
+    ).eval()
     x = clips.x[:4]
     with torch.no_grad():
         z = model.encoder(model._frames_first(x))
@@ -66,9 +71,10 @@ def test_finish_fits_the_prior_on_time_major_code_images(clips: Dataset) -> None
     model.finish({"train": clips, "validation": clips}, fit)
     model.eval()
     assert bool(model.prior_fitted)
-    assert seen["overrides"] == {"steps": 600, "eval_every": 100}
-    images = seen["data"]["train"].x
-    assert images.shape == (24, 1, 4 * 4, 4) and seen["data"]["train"].spec.levels == 8
+    assert seen["overrides"] == {k: parse_literal(v) for k, v in parse_assignments(PRIOR_TRAIN).items()}
+    assert seen["overrides"]["steps"] == 600 and seen["overrides"]["batch_size"] == 32
+    images = seen["data"]["train"].x  # one row per time step (8 of them), its 4x4 codes in raster order
+    assert images.shape == (24, 1, 8, 4 * 4) and seen["data"]["train"].spec.levels == 8
     assert torch.equal(images, volume_to_image(model.encode(clips.x)))
     with torch.no_grad():
         codes = model.encode(clips.x[:3])
@@ -81,7 +87,7 @@ def test_finish_fits_the_prior_on_time_major_code_images(clips: Dataset) -> None
 
 
 def test_priming_keeps_the_given_frames_and_their_codes(clips: Dataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    model = _model(clips.spec).eval()
+    model = _model(clips.spec, time_downsample="2", time_kernel="3").eval()
     model.prior_fitted.fill_(1)
     prime = clips.x[:3]
     out = model.sample(3, generator=torch.Generator().manual_seed(0), prime=prime, frames=4)
@@ -104,6 +110,8 @@ def test_per_frame_priming_keeps_frames_and_draws_the_rest(clips: Dataset) -> No
     assert model.volume == (8, 4, 4)
     out = model.sample(2, generator=torch.Generator().manual_seed(0), prime=clips.x[:2], frames=3, decode="mode")
     assert torch.equal(out[:, :3], clips.x[:2, :3])
+    cool = model.sample(2, generator=torch.Generator().manual_seed(0), prime=clips.x[:2], frames=3, temperature=0.5)
+    assert torch.equal(cool[:, :3], clips.x[:2, :3])
 
 
 def test_user_errors_name_the_option(clips: Dataset) -> None:
@@ -114,10 +122,13 @@ def test_user_errors_name_the_option(clips: Dataset) -> None:
         model.sample(2, prime=clips.x[:2], frames=8)
     with pytest.raises(DataError, match="asked for n=30"):
         model.sample(30, prime=clips.x)
+    for bad in (0, -1.0, "warm"):
+        with pytest.raises(ConfigError, match="temperature"):
+            model.sample(2, prime=clips.x[:2], temperature=bad)
     with pytest.raises(DataError, match="must be"):
         model.sample(2, prime=clips.x[:, :4])
     with pytest.raises(ConfigError, match="time_downsample"):
-        _model(clips.spec, temporal="false")
+        _model(clips.spec, temporal="false", time_downsample="2")
     with pytest.raises(ConfigError, match="downsample=8"):
         _model(load_data("digits", "train").spec.__class__("v", "video", (8, 1, 12, 12), levels=17), downsample="8")
     with pytest.raises(DataError, match="clips"):

@@ -68,6 +68,22 @@ _int, _positive = v.instance_of(int), v.gt(0)
 _powers = v.in_((1, 2, 4, 8))
 
 
+#: stage 2 trainer settings: 600 steps, then the transformer's own defaults, written out in full
+PRIOR_TRAIN = (
+    "steps=600",
+    "batch_size=32",
+    "lr=0.002",
+    "optimizer=adamw",
+    "weight_decay=0.01",
+    "schedule=cosine",
+    "warmup=100",
+    "grad_clip=1.0",
+    "ema=0.995",
+    "eval_every=100",
+    "patience=8",
+)
+
+
 def _assignments(_: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
     for item in value:
         if "=" not in item:
@@ -80,10 +96,16 @@ class VideoGPTConfig:
 
     codebook_size: int = option(64, "K, the number of codes", [_int, v.ge(2)])
     code_dim: int = option(16, "D, the dimension of each code vector", [_int, _positive])
-    time_downsample: int = option(2, "s_t: the code volume has T/s_t time steps (1 with temporal=false)", _powers)
+    time_downsample: int = option(1, "s_t: the code volume has T/s_t time steps (1 with temporal=false)", _powers)
     downsample: int = option(4, "s: each code time step is an (H/s, W/s) map", _powers)
     hidden: int = option(32, "channels of the 3D encoder and decoder", [_int, _positive])
     res_blocks: int = option(1, "residual blocks in the encoder and in the decoder", [_int, v.ge(0)])
+    time_kernel: int = option(
+        1,
+        "k_t, the temporal size of every encoder and decoder convolution that does not halve time "
+        "(1: each frame is coded from its own pixels; 1 with temporal=false)",
+        v.in_((1, 3)),
+    )
     temporal: bool = option(
         True,
         "model time (3D codes over the clip); false: the per-frame baseline, each frame coded and modelled on its own",
@@ -109,8 +131,9 @@ class VideoGPTConfig:
         [v.instance_of(tuple), _assignments],
     )
     prior_train: tuple[str, ...] = option(
-        ("steps=600", "eval_every=100"),
-        "key=value trainer settings of stage 2 over the prior's own defaults",
+        PRIOR_TRAIN,
+        "key=value trainer settings of stage 2 over the prior's own defaults (the defaults set every setting "
+        "that the transformer's defaults set, so that its defaults can change without moving these)",
         [v.instance_of(tuple), _assignments],
     )
     decode: str = option(
@@ -150,19 +173,18 @@ class VideoGPT(GenerativeModel):
         s, st = config.downsample, (config.time_downsample if config.temporal else 1)
         if config.time_downsample != 1 and not config.temporal:
             raise ConfigError("model 'videogpt': temporal=false codes each frame alone; set time_downsample=1")
+        kt = config.time_kernel if config.temporal else 1
         if H % s or W % s:
             raise ConfigError(f"model 'videogpt': downsample={s} does not divide the frame size {H}x{W}")
         if T % st:
             raise ConfigError(f"model 'videogpt': time_downsample={st} does not divide the clip length T={T}")
         self.volume = (T // st, H // s, W // s)  # (t, h, w) codes per clip
         self.head = make_head(config.decoder, data.levels, config.mixtures, owner="decoder")
-        self.encoder = VideoEncoder(C, config.hidden, config.code_dim, st, s, config.res_blocks, config.temporal)
+        self.encoder = VideoEncoder(C, config.hidden, config.code_dim, st, s, config.res_blocks, kt)
         self.quantizer = VolumeQuantizer(
             config.codebook_size, config.code_dim, config.ema_decay, config.ema_eps, config.dead_code_window
         )
-        self.decoder = VideoDecoder(
-            config.code_dim, config.hidden, C * self.head.params, st, s, config.res_blocks, config.temporal
-        )
+        self.decoder = VideoDecoder(config.code_dim, config.hidden, C * self.head.params, st, s, config.res_blocks, kt)
         self.prior_model = self._build_prior()
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.int64))
 
@@ -174,11 +196,10 @@ class VideoGPT(GenerativeModel):
             hint = " (pip install gmkit-transformer)" if name == "transformer" else ""
             raise NotRegisteredError(f"videogpt prior: {exc}{hint}") from None
         t, h, w = self.volume
-        rows = t * h if self.config.temporal else h
         prior = registry.get(
             "model",
             name,
-            data=code_spec(rows, w, self.config.codebook_size),
+            data=code_spec(t if self.config.temporal else 1, h * w, self.config.codebook_size),
             **parse_assignments(self.config.prior_options),
         )
         if likelihood_of(prior) != "exact" or prior.conditional or not callable(getattr(prior, "logits", None)):
@@ -242,10 +263,10 @@ class VideoGPT(GenerativeModel):
 
     # -- the prior --------------------------------------------------------------------
     def _prior_images(self, codes: Tensor) -> Tensor:
-        """Code volumes ``(B, t, h, w)`` -> the prior's images: ``(B, 1, t h, w)``, or ``(B t, 1, h, w)`` per frame."""
+        """Code volumes ``(B, t, h, w)`` -> the prior's images: ``(B, 1, t, h w)``, or ``(B t, 1, 1, h w)`` per frame."""
         if self.config.temporal:
             return volume_to_image(codes)
-        return codes.reshape(-1, 1, *codes.shape[2:])
+        return codes.reshape(-1, 1, 1, codes.shape[2] * codes.shape[3])
 
     def code_nats(self, codes: Tensor) -> Tensor:
         r""":math:`-\log p(k)` ``(B,)`` of code volumes ``(B, t, h, w)``: the fitted prior's exact NLL, else uniform."""
@@ -297,29 +318,37 @@ class VideoGPT(GenerativeModel):
         frames: int | None = None,
         prime_split: str = "test",
         decode: str | None = None,
+        temperature: float = 1.0,
     ) -> Tensor:
         """``(n, T, C, H, W)`` int64 clips: code volumes from the prior (uniform before stage 2), decoded.
 
         ``prime``: clips ``(m >= n, T, C, H, W)`` or a data source (``moving_digits``, ``npz:CLIPS.npz``,
         ``CLIPS.h5``; split ``prime_split``) whose first ``n`` clips are continued after their first
-        ``frames`` frames (default ``T // 2``); ``decode``: ``sample`` or ``mode`` (default: the config's).
+        ``frames`` frames (default ``T // 2``); ``decode``: ``sample`` or ``mode`` (default: the config's);
+        ``temperature``: the prior's conditionals are drawn with their logits divided by it (1: the prior).
         """
         if condition is not None:
             raise ConfigError("videogpt is unconditional; prime it with clips instead (--option prime=SOURCE)")
         mode = (decode or self.config.decode) == "mode"
         if decode not in (None, "sample", "mode"):
             raise ConfigError(f"videogpt sample option decode='{decode}': use sample or mode")
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            temperature = math.nan
+        if not 0 < temperature < math.inf:
+            raise ConfigError("videogpt sample option temperature: give a finite number > 0 (1: the prior itself)")
         if prime is None:
             if frames is not None:
                 raise ConfigError("videogpt sample option frames= needs prime= (the clips to continue)")
-            return self.decode(self._draw_codes(n, None, 0, generator), mode, generator)
+            return self.decode(self._draw_codes(n, None, 0, generator, temperature), mode, generator)
         clips = self._prime_clips(prime, n, prime_split)
         T = self.data.shape[0]
         k = T // 2 if frames is None else int(frames)
         if not 1 <= k < T:
             raise ConfigError(f"videogpt sample option frames={frames}: give 1 <= frames < {T} primed frames")
         steps = k // (self.data.shape[0] // self.volume[0])  # code time steps fixed by the first k frames
-        out = self.decode(self._draw_codes(n, self.encode(clips), steps, generator), mode, generator)
+        out = self.decode(self._draw_codes(n, self.encode(clips), steps, generator, temperature), mode, generator)
         out[:, :k] = clips[:, :k]
         return out
 
@@ -335,8 +364,14 @@ class VideoGPT(GenerativeModel):
             raise DataError(f"videogpt prime: levels must lie in [0, {self.data.levels})")
         return clips[:n].to(self._device(), torch.int64)
 
-    def _draw_codes(self, n: int, known: Tensor | None, steps: int, generator: torch.Generator | None) -> Tensor:
-        """``(n, t, h, w)`` code volumes; time steps ``< steps`` copied from ``known``, the rest from the prior."""
+    def _draw_codes(
+        self, n: int, known: Tensor | None, steps: int, generator: torch.Generator | None, temperature: float = 1.0
+    ) -> Tensor:
+        """``(n, t, h, w)`` code volumes; time steps ``< steps`` copied from ``known``, the rest from the prior.
+
+        The prior's own (cached) sampler serves unprimed draws at temperature 1; every other draw goes
+        through :func:`~gmkit_video.prior.sample_after_prefix`.
+        """
         t, h, w = self.volume
         device = self._device()
         if not bool(self.prior_fitted):
@@ -345,12 +380,15 @@ class VideoGPT(GenerativeModel):
             prefix = (
                 torch.zeros(n, 0, dtype=torch.long, device=device) if known is None else known[:, :steps].reshape(n, -1)
             )
-            if prefix.shape[1] == 0:
-                codes = image_to_volume(self.prior_model.sample(n, generator=generator), t)
+            if prefix.shape[1] == 0 and temperature == 1.0:
+                codes = image_to_volume(self.prior_model.sample(n, generator=generator), h)
             else:
-                codes = image_to_volume(sample_after_prefix(self.prior_model, prefix, generator), t)
-        else:  # frames are independent under the per-frame prior
+                codes = image_to_volume(sample_after_prefix(self.prior_model, prefix, generator, temperature), h)
+        elif temperature == 1.0:  # frames are independent under the per-frame prior
             codes = self.prior_model.sample(n * t, generator=generator).reshape(n, t, h, w)
+        else:
+            empty = torch.zeros(n * t, 0, dtype=torch.long, device=device)
+            codes = sample_after_prefix(self.prior_model, empty, generator, temperature).reshape(n, t, h, w)
         if known is not None and steps:
             codes[:, :steps] = known[:, :steps]
         return codes

@@ -14,7 +14,9 @@ frames fixes the first ``k // s_t`` code time steps exactly (:meth:`VideoGPT.sam
 
 The decoder mirrors it with transposed 3D convolutions (not causal: it decodes a whole code
 volume) and emits ``P`` parameters per sub-pixel, ``(B, C P, T, H, W)``, read by a core
-observation head. With ``temporal=False`` every temporal kernel is 1 (frames are coded one by one).
+observation head. ``time_kernel`` is the temporal size ``k_t`` of every convolution that does not
+halve time (3 in VideoGPT; 1 codes each frame from its own pixels, and with ``time_down = 1`` the
+networks are then 2D convolutions applied frame by frame).
 
 Reference: Yan, Zhang, Abbeel & Srinivas, VideoGPT: Video Generation using VQ-VAE and
 Transformers (2021, arXiv:2104.10157), section 3.1.
@@ -81,10 +83,10 @@ class VideoEncoder(nn.Module):
         time_down: int,
         space_down: int,
         res_blocks: int,
-        temporal: bool = True,
+        time_kernel: int = 3,
     ):
         super().__init__()
-        kt = 3 if temporal else 1
+        kt = time_kernel
         layers: list[nn.Module] = [CausalConv3d(channels, hidden, kt, 3, 1, 1, 1)]
         for st, ss in _layer_strides(time_down, space_down):
             layers += [
@@ -110,10 +112,10 @@ class VideoDecoder(nn.Module):
         time_down: int,
         space_down: int,
         res_blocks: int,
-        temporal: bool = True,
+        time_kernel: int = 3,
     ):
         super().__init__()
-        kt = 3 if temporal else 1
+        kt = time_kernel
         layers: list[nn.Module] = [nn.Conv3d(code_dim, hidden, (kt, 3, 3), padding=(kt // 2, 1, 1))]
         layers += [_Residual(hidden, kt) for _ in range(res_blocks)]
         for st, ss in _layer_strides(time_down, space_down):

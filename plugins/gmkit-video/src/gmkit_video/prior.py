@@ -1,15 +1,19 @@
 r"""The prior over code volumes: a registered image model over the volume seen as an image.
 
 A code volume :math:`k` ``(t, h, w)`` with ``K`` codes is shown to the prior as the one-channel
-image ``(1, t h, w)`` (:func:`volume_to_image`): row ``\tau h + i`` holds row ``i`` of time step
-``\tau``. The transformer's raster order over that image is the time-major order
-:math:`(\tau, i, j) \mapsto (\tau h + i) w + j` over the volume, so its exact factorisation
+image ``(1, t, h w)`` (:func:`volume_to_image`): row ``\tau`` holds time step ``\tau``, its ``h w``
+codes in raster order. The transformer's raster order over that image is the time-major order
+:math:`(\tau, i, j) \mapsto \tau h w + i w + j` over the volume, so its exact factorisation
 
 .. math:: \log p(k) = \sum_{p} \log p(k_p \mid k_{<p})
 
 is causal over the volume: every code is predicted from all codes of earlier time steps and the
-earlier codes of its own time step. Per-frame models (``temporal=False``) show each time step on
-its own as ``(1, h, w)`` and sum the frames' log-probabilities.
+earlier codes of its own time step. With one row per time step, the transformer's learned row
+table is a time embedding and its column table a spatial one shared by all time steps (stacking
+the ``h`` rows of every step instead, ``(1, t h, w)``, gives the same order but a row table that
+must learn every spatial row again at every time step). Per-frame models (``temporal=False``)
+show each time step on its own as ``(1, 1, h w)``, the same layout without time, and sum the
+frames' log-probabilities.
 
 :func:`sample_after_prefix` draws the codes after a given prefix using only the prior's public
 ``logits`` (teacher-forced logits of every position): one full forward pass per drawn position,
@@ -32,15 +36,15 @@ __all__ = ["volume_to_image", "image_to_volume", "code_spec", "code_dataset", "s
 
 
 def volume_to_image(codes: Tensor) -> Tensor:
-    """``(B, t, h, w)`` -> ``(B, 1, t h, w)``: time steps stacked top to bottom."""
+    """``(B, t, h, w)`` -> ``(B, 1, t, h w)``: one row per time step, in time order."""
     b, t, h, w = codes.shape
-    return codes.reshape(b, 1, t * h, w)
+    return codes.reshape(b, 1, t, h * w)
 
 
-def image_to_volume(image: Tensor, t: int) -> Tensor:
-    """``(B, 1, t h, w)`` -> ``(B, t, h, w)``, the inverse of :func:`volume_to_image`."""
-    b, _, th, w = image.shape
-    return image.reshape(b, t, th // t, w)
+def image_to_volume(image: Tensor, h: int) -> Tensor:
+    """``(B, 1, t, h w)`` -> ``(B, t, h, w)``, the inverse of :func:`volume_to_image` (``h`` rows per step)."""
+    b, _, t, hw = image.shape
+    return image.reshape(b, t, h, hw // h)
 
 
 def code_spec(rows: int, cols: int, codebook_size: int) -> DataSpec:
@@ -55,14 +59,18 @@ def code_dataset(images: Tensor, codebook_size: int, split: str) -> Dataset:
 
 
 @torch.no_grad()
-def sample_after_prefix(prior: GenerativeModel, prefix: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def sample_after_prefix(
+    prior: GenerativeModel, prefix: Tensor, generator: torch.Generator | None = None, temperature: float = 1.0
+) -> Tensor:
     """Complete code images ``(n, 1, rows, cols)`` whose first ``prefix.shape[1]`` raster positions are ``prefix``.
 
     ``prefix``: ``(n, P)`` int64 codes in raster order. Each later position ``p`` is drawn from
     :math:`p(k_p \\mid k_{<p})` read off ``prior.logits`` on the whole current image (causality makes
     the positions at or after ``p`` irrelevant), with one uniform from ``generator`` per image and
-    position, in the same order as the prior's own sampler. With an empty prefix this is the
-    prior's uncached sampler.
+    position, in the same order as the prior's own sampler. With an empty prefix and
+    ``temperature`` 1 this is the prior's uncached sampler. ``temperature`` :math:`\\tau > 0` draws
+    from :math:`\\propto p(k_p \\mid k_{<p})^{1/\\tau}` (logits divided by :math:`\\tau`; below 1 it
+    sharpens every conditional, and the draws no longer follow the prior).
     """
     c, rows, cols = prior.data.shape
     n, start = prefix.shape
@@ -75,7 +83,7 @@ def sample_after_prefix(prior: GenerativeModel, prefix: Tensor, generator: torch
     try:
         for p in range(start, length):
             logits = logits_of(sequence.reshape(n, rows, cols, c).permute(0, 3, 1, 2))[:, p]  # (n, K)
-            sequence[:, p] = sample_categorical(logits, generator)
+            sequence[:, p] = sample_categorical(logits / temperature, generator)
     finally:
         prior.train(was_training)
     return sequence.reshape(n, rows, cols, c).permute(0, 3, 1, 2)
