@@ -27,13 +27,21 @@ IMAGE = {
 }
 
 
-@pytest.mark.parametrize("options", [{}, {"objective": "dsm"}, {"objective": "nce"}, {"sampler": "short_run"}])
+@pytest.mark.parametrize(
+    "options", [{}, {"objective": "cd"}, {"objective": "dsm"}, {"objective": "cd", "sampler": "short_run"}]
+)
 def test_conformance_on_vectors(options: dict, gmkit_check) -> None:  # type: ignore[no-untyped-def]
     gmkit_check("ebm", data="moons", **VECTOR, **options)
 
 
 @pytest.mark.parametrize(
-    "name,options", [("ebm", {}), ("ebm", {"objective": "nce", "spectral_norm": True}), ("jem", {})]
+    "name,options",
+    [
+        ("ebm", {}),
+        ("ebm", {"objective": "nce", "spectral_norm": True}),
+        ("jem", {}),
+        ("jem", {"sampler": "persistent"}),
+    ],
 )
 def test_conformance_on_digits(name: str, options: dict, gmkit_check) -> None:  # type: ignore[no-untyped-def]
     gmkit_check(name, data="digits", **IMAGE, **options)
@@ -47,8 +55,9 @@ def test_likelihood_kinds() -> None:
 
 
 def test_resume_with_replay_buffer_is_bit_exact(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    settings = {"batch_size": 32, "checkpoint_every": 0, "eval_every": 0}
-    kw = {"overrides": VECTOR, "train_overrides": settings, "quiet": True, "pictures": False}
+    # constant learning rate: a cosine decay spans the run's total steps, which differ between the two halves
+    settings = {"batch_size": 32, "checkpoint_every": 0, "eval_every": 0, "schedule": "constant"}
+    kw = {"overrides": {**VECTOR, "objective": "cd"}, "train_overrides": settings, "quiet": True, "pictures": False}
     train("ebm", "moons:500", tmp_path / "full.h5", steps=6, **kw)
     train("ebm", "moons:500", tmp_path / "half.h5", steps=3, **kw)
     train("ebm", "moons:500", tmp_path / "half.h5", steps=6, resume=tmp_path / "half.h5", quiet=True, pictures=False)
@@ -72,7 +81,7 @@ def test_saturating_samples_stop_training_naming_the_step_size(tmp_path) -> None
             "moons:500",
             tmp_path / "sat.h5",
             steps=5,
-            overrides={**VECTOR, "step_size": 1e4, "noise": 0.0},
+            overrides={**VECTOR, "objective": "cd", "step_size": 1e4, "noise": 0.0},
             train_overrides={"batch_size": 32},
             quiet=True,
             pictures=False,
@@ -91,6 +100,49 @@ def test_exploding_energies_stop_training_naming_alpha(tmp_path) -> None:  # typ
             quiet=True,
             pictures=False,
         )
+
+
+def test_default_objective_is_nce_on_vectors_and_cd_on_images() -> None:
+    vector, image = load("moons").spec, load("digits").spec
+    assert registry.get("model", "ebm", data=vector, **VECTOR).objective == "nce"
+    assert registry.get("model", "ebm", data=image, **IMAGE).objective == "cd"
+    assert registry.get("model", "ebm", data=vector, **VECTOR, objective="cd").objective == "cd"
+    jem = registry.get("model", "jem", data=image, **IMAGE)
+    assert jem.objective == "cd" and len(jem.buffer) == 0  # jem: short-run negatives by default
+    cls = registry.entry("model", "ebm").load()
+    assert cls.defaults_for(vector)["steps"] > cls.defaults_for(image)["steps"]
+
+
+def test_jem_validation_ranks_errors_first_then_cross_entropy() -> None:
+    torch.manual_seed(0)
+    data = load("digits", "validation")
+    small = Dataset(data.x[:50], data.y[:50], data.spec, "validation")
+    model = registry.get("model", "jem", data=data.spec, **IMAGE).eval()
+    logits = model.logits(model.continuous(small.x)).detach()
+    wrong = int((logits.argmax(1) != small.y).sum())
+    ce = float(torch.nn.functional.cross_entropy(logits.double(), small.y))
+    score = model.validation_score(small, batch_size=16)
+    assert math.isclose(score, (wrong + ce / (1 + ce)) / 50, rel_tol=1e-5)
+    assert wrong / 50 <= score < (wrong + 1) / 50
+
+
+def test_jem_cross_entropy_sees_translated_images() -> None:
+    from gmkit_ebm.translate import random_translate
+
+    data = load("digits", "train")
+    batch = Batch(data.x[:32], data.y[:32])
+    for shift in (0, 2):
+        model = registry.get("model", "jem", data=data.spec, **IMAGE, shift=shift)
+        torch.manual_seed(3)
+        model.continuous(batch.x, model.config.dequant_noise)  # the generative term's draw comes first
+        moved = model.continuous(random_translate(batch.x, shift), model.config.dequant_noise)
+        expected = torch.nn.functional.cross_entropy(model.logits(moved), batch.y)
+        torch.manual_seed(3)
+        out = model.loss(batch)
+        assert torch.allclose(out["cross_entropy"], expected.detach()), shift
+    torch.manual_seed(3)
+    unmoved = torch.nn.functional.cross_entropy(model.logits(model.continuous(batch.x, 0.02)), batch.y)
+    assert not torch.allclose(out["cross_entropy"], unmoved.detach())  # shift 2 does move the images
 
 
 def test_jem_needs_labels() -> None:

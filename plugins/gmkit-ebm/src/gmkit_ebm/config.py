@@ -20,11 +20,12 @@ def _positive_or_none() -> object:
 class EBMConfig:
     """Options of the ``ebm`` model."""
 
-    objective: Literal["cd", "dsm", "nce"] = _opt(
-        "cd",
+    objective: Literal["cd", "dsm", "nce"] | None = _opt(
+        None,
         "cd: contrastive divergence with SGLD negatives; dsm: denoising score matching; nce: "
-        "noise-contrastive estimation against a Gaussian fitted to the data, with a learned log Z",
-        v.in_(("cd", "dsm", "nce")),
+        "noise-contrastive estimation against a Gaussian fitted to the data, with a learned log Z "
+        "(default: nce on vectors, cd on images)",
+        v.optional(v.in_(("cd", "dsm", "nce"))),
     )
     sampler: Literal["persistent", "short_run"] = _opt(
         "persistent",
@@ -76,6 +77,23 @@ class EBMConfig:
 
 @attrs.frozen
 class JEMConfig(EBMConfig):
-    """Options of ``jem``: those of ``ebm`` plus the weight of the generative term."""
+    """Options of ``jem``: those of ``ebm`` (short-run negatives by default) plus the weight of the generative term
+    and the translation of the classified images."""
 
-    gen_weight: float = _opt(1.0, "weight of the generative (cd/dsm/nce) term next to the cross-entropy", v.ge(0.0))
+    sampler: Literal["persistent", "short_run"] = _opt(
+        "short_run",
+        "cd negatives: persistent (replay buffer with restarts) or short_run (fresh chains from noise)",
+        v.in_(("persistent", "short_run")),
+    )
+    shift: int = _opt(
+        1,
+        "images: the cross-entropy term sees each image moved by up to this many pixels (uniform per image and "
+        "axis, filled with level 0); the generative term sees the images as they are (0: off)",
+        v.ge(0),
+    )
+    gen_weight: float = _opt(
+        0.3,
+        "weight of the generative (cd/dsm/nce) term next to the cross-entropy (1 in Grathwohl et al.; 0.3 here, "
+        "see docs/models/ebm.md)",
+        v.ge(0.0),
+    )
