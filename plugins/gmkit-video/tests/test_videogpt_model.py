@@ -133,3 +133,22 @@ def test_user_errors_name_the_option(clips: Dataset) -> None:
         _model(load_data("digits", "train").spec.__class__("v", "video", (8, 1, 12, 12), levels=17), downsample="8")
     with pytest.raises(DataError, match="clips"):
         _model(load_data("digits", "train").spec)
+
+
+def test_defaults_share_the_per_frame_autoencoder(clips: Dataset) -> None:
+    """Defaults vs temporal=false: same initial weights, same random stream afterwards, same reconstruction."""
+    a = _model(clips.spec)
+    after_a = torch.get_rng_state()
+    b = _model(clips.spec, temporal="false")
+    after_b = torch.get_rng_state()
+    assert torch.equal(after_a, after_b)  # the prior's shape (8 rows or 1) leaves training randomness alone
+    assert a.prior_model.data.shape == (1, 8, 16) and b.prior_model.data.shape == (1, 1, 16)
+    shared = {k: v for k, v in a.state_dict().items() if not k.startswith("prior_model.")}
+    other = {k: v for k, v in b.state_dict().items() if not k.startswith("prior_model.")}
+    assert shared.keys() == other.keys() and all(torch.equal(shared[k], other[k]) for k in shared)
+    for model in (a, b):  # the k-means++ start draws from the global stream: the same draws for both
+        torch.manual_seed(1)
+        model.prepare(clips)
+    assert torch.equal(a.encode(clips.x[:4]), b.encode(clips.x[:4]))
+    codes = a.encode(clips.x[:4])
+    assert torch.allclose(a.recon_nats(clips.x[:4], codes), b.recon_nats(clips.x[:4], codes), rtol=1e-5)

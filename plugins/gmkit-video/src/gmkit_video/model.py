@@ -185,7 +185,8 @@ class VideoGPT(GenerativeModel):
             config.codebook_size, config.code_dim, config.ema_decay, config.ema_eps, config.dead_code_window
         )
         self.decoder = VideoDecoder(config.code_dim, config.hidden, C * self.head.params, st, s, config.res_blocks, kt)
-        self.prior_model = self._build_prior()
+        with torch.random.fork_rng(devices=[]):  # the prior's initial draws leave the global random stream as it was,
+            self.prior_model = self._build_prior()  # so training randomness does not depend on the prior's shape
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.int64))
 
     def _build_prior(self) -> GenerativeModel:
