@@ -46,7 +46,7 @@ class TransformerConfig:
     heads: int = option(4, "attention heads per block", v.ge(1))
     mlp_ratio: int = option(4, "hidden width of each block's MLP, in units of dim", v.ge(1))
     dropout: float = option(
-        0.1, "dropout on embeddings, attention weights and residual branches in training", [v.ge(0.0), v.lt(1.0)]
+        0.2, "dropout on embeddings, attention weights and residual branches in training", [v.ge(0.0), v.lt(1.0)]
     )
     positions: str = option(
         "learned",
@@ -68,7 +68,7 @@ class Transformer(GenerativeModel):
     conditional = False
     # Measured on digits (1000 training images), see docs/models/transformer.md.
     train_defaults: ClassVar[dict[str, Any]] = {
-        "steps": 3000,
+        "steps": 4500,
         "batch_size": 32,
         "lr": 2e-3,
         "optimizer": "adamw",
