@@ -84,7 +84,7 @@ def test_initial_components_are_distinct_and_near_unit_variance() -> None:
 def test_maf_mog_is_the_vector_default_and_sampling_is_seeded() -> None:
     spec = DataSpec("toy", "vector", (2,))
     model = registry.get("model", "maf", data=spec, layers=1, hidden=8)
-    assert isinstance(model.base, MADEMoG) and model.base.components == 10
+    assert isinstance(model.base, MADEMoG) and model.base.components == 20
     assert torch.equal(model.base.made.order, torch.tensor([2, 1]))
     s1 = model.sample(6, generator=torch.Generator().manual_seed(3))
     s2 = model.sample(6, generator=torch.Generator().manual_seed(3))
