@@ -2,9 +2,11 @@
 
     python plugins/gmkit-video/docs/make_prediction_strip.py RUN.h5 docs/models/video-prediction.png [TEMPERATURE ...]
 
-Rows come in groups for the first 4 test clips of moving_digits: the true clip, then the model's
-continuation after priming with its first 4 frames (frames 0-3 are the given ones, 4-7 predicted,
-decoder mode, seed 0) for each prior temperature given (default: 1 only), in the order given.
+Rows come in groups for the first 4 test clips of moving_digits: the true clip; its
+reconstruction (the decoder's mode given the clip's own codes: the most a prediction could show);
+then the model's continuation after priming with its first 4 frames (frames 0-3 are the given
+ones, 4-7 predicted, decoder mode, seed 0) for each prior temperature given (default: 1 only), in
+the order given.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from gmkit_core.plots_video import frame_strip
 def main(run_path: str, out: str, temperatures: tuple[float, ...] = (1.0,), clips: int = 4, frames: int = 4) -> None:
     model = gm.load(run_path).model.eval()
     truth = gm.data.load("moving_digits", "test").x[:clips]
-    rows = [truth]
+    rows = [truth, model.decode(model.encode(truth), mode=True).cpu()]
     for temperature in temperatures:
         predicted = model.sample(
             clips,
