@@ -77,6 +77,9 @@ class MADE(nn.Module):
     Reference: Germain et al., MADE (2015, arXiv:1502.03509).
     """
 
+    #: the degrees of the inputs and outputs, ``(D,)``
+    order: Tensor
+
     def __init__(
         self,
         features: int,
