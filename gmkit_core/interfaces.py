@@ -407,10 +407,20 @@ class GenerativeModel(nn.Module, ABC):
 
     def _mean(self, data: Dataset, batch_size: int, per_example: Any) -> float:
         """Mean over ``data`` of ``per_example(batch) -> (B,)``, in float64, without gradients."""
+        values = self._per_example(data, batch_size, per_example)
+        return float(values.sum()) / max(len(data), 1)
+
+    def _per_example(self, data: Dataset, batch_size: int, per_example: Any) -> Tensor:
+        """``per_example(batch) -> (B,)`` over all of ``data``: ``(N,)`` float64 on the CPU, without gradients."""
         device = next(self.parameters(), torch.zeros(())).device
         with torch.no_grad():
-            total = sum(float(per_example(b.to(device)).double().sum()) for b in data.batches(batch_size))
-        return total / max(len(data), 1)
+            parts = [per_example(b.to(device)).detach().double().cpu() for b in data.batches(batch_size)]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+    @property
+    def nll_is_sampled(self) -> bool:
+        """True when :meth:`nll` is a Monte Carlo estimate (of a bound); ``evaluate`` then adds its standard error."""
+        return False
 
     def marginal_nll(self, batch: Batch) -> Tensor:
         r""":math:`-\log p(x)` of a label-conditional model, :math:`p(x) = \frac1K \sum_y p(x \mid y)`, ``(B,)`` nats.
@@ -443,14 +453,20 @@ class GenerativeModel(nn.Module, ABC):
         if kind == "none":
             return out
         if self.conditional and data.y is not None and self.data.num_classes:
-            out["nll_nats"] = self._mean(data, batch_size, self.marginal_nll)
+            values = self._per_example(data, batch_size, self.marginal_nll)
             out["conditional_nll_nats"] = self._mean(data, batch_size, self.nll)
             out["conditional"] = True
         else:
-            out["nll_nats"] = self._mean(data, batch_size, self.nll)
+            values = self._per_example(data, batch_size, self.nll)
+        out["nll_nats"] = float(values.mean()) if len(values) else 0.0
+        if self.nll_is_sampled and len(values) > 1:
+            # The spread over examples includes the Monte Carlo noise of each one.
+            out["nll_stderr_nats"] = float(values.std() / math.sqrt(len(values)))
         if data.spec.kind != "vector":
             for key in [k for k in out if k.endswith("nll_nats")]:
                 out[key.replace("nll_nats", "bits_per_dim")] = bits_per_dim(out[key], data.spec.dims)
+            if "nll_stderr_nats" in out:
+                out["bits_per_dim_stderr"] = bits_per_dim(out["nll_stderr_nats"], data.spec.dims)
         return out
 
     def describe(self) -> str:

@@ -78,6 +78,23 @@ def test_nll_is_seeded_and_follows_nll_steps():
     assert not torch.allclose(a.double(), model.bound(Batch(x)), rtol=1e-3)
 
 
+def test_evaluate_gives_the_standard_error_of_a_sampled_bound_only():
+    from gmkit_core.data import Dataset
+
+    spec = DataSpec("d", "image", (1, 4, 4), levels=5)
+    x = torch.randint(5, (9, 1, 4, 4), generator=torch.Generator().manual_seed(1))
+    data = Dataset(x, None, spec, "test")
+    options = dict(T=100, channels=8, mults=(1, 2), attention=())
+    sampled = _perturbed(registry.get("model", "ddpm", data=spec, nll_steps=10, **options), 0.05)
+    out = sampled.evaluate(data, batch_size=9)  # one batch: the same noise as the direct call
+    per_example = sampled.bound(Batch(x), steps=10)
+    assert out["nll_nats"] == pytest.approx(float(per_example.mean()), rel=1e-6)
+    assert out["nll_stderr_nats"] == pytest.approx(float(per_example.std() / 3), rel=1e-5)
+    assert out["bits_per_dim_stderr"] == pytest.approx(out["nll_stderr_nats"] / (16 * math.log(2)))
+    full = registry.get("model", "ddpm", data=spec, nll_steps=0, **options)
+    assert "nll_stderr_nats" not in full.evaluate(data, batch_size=4)
+
+
 @pytest.mark.parametrize("net", ["unet", "dit"])
 def test_networks_start_at_zero_and_use_the_class(net):
     spec = DataSpec("d", "image", (1, 8, 8), levels=17, num_classes=10)

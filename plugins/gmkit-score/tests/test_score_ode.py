@@ -38,6 +38,7 @@ def test_gaussian_data_under_the_exact_velocity_give_the_closed_form(method: str
         return -m + dr_over_r * (x - (1 - t) * m)
 
     x = m + s * torch.randn(16, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.5
+
     def solve(nodes: int) -> torch.Tensor:
         options = {"steps": 100, "rtol": 1e-8, "atol": 1e-8, "warp": warp, "nodes": nodes}
         result = log_density(velocity, x, 0.0, 1.0, standard_normal, method=method, **options)

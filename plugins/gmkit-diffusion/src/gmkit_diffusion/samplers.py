@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["DDPMSampler", "DDIMSampler"]
 
 
-def _progress(steps: Any, enabled: bool, desc: str) -> Any:
+def progress_bar(steps: Any, enabled: bool, desc: str) -> Any:
     # disable=None: tqdm stays quiet when stderr is not a terminal (CI, pipes).
     return tqdm(steps, desc=desc, leave=False, disable=None if enabled else True)
 
@@ -103,7 +103,7 @@ class DDPMSampler(_DiffusionSampler):
         sched, g = model.schedule, self.guidance
         y = model.sampling_labels(n, condition, generator)
         x = model.noise((n, *model.data.shape), generator)  # (n, *shape) = x_T
-        for t in _progress(range(sched.T, 1, -1), self.progress, "ddpm"):
+        for t in progress_bar(range(sched.T, 1, -1), self.progress, "ddpm"):
             tt = _full(n, t, x)
             x0 = model.denoise(x, tt, y, g)
             mean, _ = sched.q_posterior(x0, x, tt)
@@ -145,7 +145,7 @@ class DDIMSampler(_DiffusionSampler):
     ) -> Tensor:
         """Run ``x_T -> x_{tau_1}`` and return :math:`\\hat x_0(x_{\\tau_1}, \\tau_1)` (continuous, model space)."""
         taus, n = self.timesteps(model.schedule.T), x.shape[0]
-        for t, t_prev in _progress(list(zip(taus, taus[1:] + [0], strict=True)), self.progress, "ddim"):
+        for t, t_prev in progress_bar(list(zip(taus, taus[1:] + [0], strict=True)), self.progress, "ddim"):
             x0 = model.denoise(x, _full(n, t, x), y, self.guidance)
             if t_prev == 0:
                 return x0

@@ -210,6 +210,11 @@ class GAN(GenerativeModel):
         """Trainer settings: batch 64 for images, 256 for vectors (2000 steps, Adam at 2e-4, EMA 0.995)."""
         return dict(cls.vector_defaults if data.kind == "vector" else cls.train_defaults)
 
+    @classmethod
+    def config_for(cls, data: DataSpec) -> dict[str, Any]:
+        """Images larger than 16 x 16: a 128-d noise z (the 32-d default is sized for 8 x 8 digits)."""
+        return {"latent_dim": 128} if data.kind == "image" and max(data.shape[-2:]) > 16 else {}
+
     def prepare(self, train: Dataset) -> None:
         """Vectors: standardise with the training split's per-dimension mean and standard deviation."""
         if self.data.kind == "vector":

@@ -90,6 +90,12 @@ class GMM(GenerativeModel):
     likelihood: ClassVar[str | dict[str, str]] = {"vector": "exact", "image": "bound"}
     train_defaults: ClassVar[dict[str, Any]] = {"steps": 0}
 
+    @classmethod
+    def config_for(cls, data: DataSpec) -> dict[str, Any]:
+        """More than 256 dimensions (e.g. 28 x 28 or 3 x 32 x 32 images): diagonal covariances, since a full
+        D x D covariance per component costs O(N D^2) per EM step and O(D^2) memory."""
+        return {"covariance": "diag"} if data.dims > 256 else {}
+
     def __init__(self, config: GMMConfig, data: DataSpec):
         super().__init__(config, data)
         if data.is_image and not data.levels:

@@ -31,6 +31,12 @@ class PixelCNNConfig:
     )
     first_kernel_size: int = option(5, "kernel of the first (type A) layer", _odd_kernel)
     embed_dim: int = option(8, "size of the learned embedding of each level, per channel", v.ge(1))
+    embed_init: str = option(
+        "random",
+        "initial embedding: random (normal), or ordinal (cos(pi k u) at the level's intensity u in [0, 1], "
+        "k = 1..embed_dim, so neighbouring levels start close)",
+        v.in_(("random", "ordinal")),
+    )
     output: str = option(
         "categorical",
         "categorical over all levels, or a discretised logistic mixture (PixelCNN++)",

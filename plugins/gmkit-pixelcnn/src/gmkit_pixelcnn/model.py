@@ -51,6 +51,15 @@ class PixelCNN(GenerativeModel):
         "patience": 5,
     }
 
+    @classmethod
+    def config_for(cls, data: DataSpec) -> dict[str, Any]:
+        """More than 32 levels (8-bit images): a discretised logistic mixture output (PixelCNN++), whose
+        neighbouring levels share probability, instead of a free categorical over all 256."""
+        options: dict[str, Any] = {}
+        if data.levels and data.levels > 32:
+            options["output"] = "logistic_mixture"
+        return options
+
     def __init__(self, config: PixelCNNConfig, data: DataSpec):
         super().__init__(config, data)
         name = "cpixelcnn" if self.conditional else "pixelcnn"

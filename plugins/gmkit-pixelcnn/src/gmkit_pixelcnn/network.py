@@ -30,7 +30,19 @@ from .config import PixelCNNConfig
 from .masked import MaskedConv2d, centre_mask, groups
 from .stacks import ARCHS, GatedStack, PlainStack
 
-__all__ = ["PixelCNNNet", "Stepper"]
+__all__ = ["PixelCNNNet", "Stepper", "ordinal_embedding"]
+
+
+def ordinal_embedding(levels: int, dim: int) -> Tensor:
+    r"""``(levels, dim)`` table with row ``l`` = :math:`\cos(\pi k u)`, :math:`u = l / (L - 1)`, ``k = 1..dim``.
+
+    Low frequencies first: nearby levels get nearby rows (the first feature is
+    monotone in the level), so a network over 256 levels need not learn their
+    order from scratch.
+    """
+    u = torch.arange(levels, dtype=torch.float64) / max(levels - 1, 1)
+    k = torch.arange(1, dim + 1, dtype=torch.float64)
+    return torch.cos(torch.pi * u[:, None] * k[None, :]).to(torch.get_default_dtype())
 
 
 class PixelCNNNet(nn.Module):
@@ -54,6 +66,9 @@ class PixelCNNNet(nn.Module):
         self.channels, self.levels, self.params_per_dim = channels, levels, params_per_dim
         self.embed_dim = config.embed_dim
         self.embedding = nn.Embedding(channels * levels, config.embed_dim)
+        if config.embed_init == "ordinal":
+            with torch.no_grad():
+                self.embedding.weight.copy_(ordinal_embedding(levels, config.embed_dim).repeat(channels, 1))
         self.register_buffer("offsets", torch.arange(channels) * levels, persistent=False)
         self.condition = ConditionEncoder(condition_kind, condition_size)
         self.stack: GatedStack | PlainStack = ARCHS[config.arch](

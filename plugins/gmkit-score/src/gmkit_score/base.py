@@ -102,7 +102,9 @@ class ContinuousConfig:
         instance_of(int),
         ge(-1),
     )
-    divergence_chunk: int = opt(16, "exact divergence: basis vectors per batched backward pass", instance_of(int), ge(1))
+    divergence_chunk: int = opt(
+        16, "exact divergence: basis vectors per batched backward pass", instance_of(int), ge(1)
+    )
     seed: int = opt(0, "seed of the noise in nll (dequantisation, probes, Monte Carlo time)", instance_of(int))
 
 
