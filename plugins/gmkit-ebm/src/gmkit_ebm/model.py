@@ -62,7 +62,7 @@ __all__ = ["EBM", "JEM"]
 class EBM(GenerativeModel):
     """Energy-based model; see the module docstring for the support, the likelihoods and the training."""
 
-    Config = EBMConfig
+    Config: ClassVar[type[EBMConfig]] = EBMConfig
     likelihood: ClassVar[str | dict[str, str]] = {"vector": "exact", "image": "estimate"}
     #: outputs of the network: 1 (the energy); JEM reads K logits
     outputs: ClassVar[int | None] = 1
