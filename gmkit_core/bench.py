@@ -20,8 +20,9 @@ import torch
 from .config import parse_assignments
 from .errors import ConfigError, GmkitError
 from .interfaces import likelihood_of
+from .memory import peak_mib, reset_peak
 
-__all__ = ["benchmark", "trainer_overhead", "format_table", "format_markdown"]
+__all__ = ["benchmark", "trainer_overhead", "speed_options", "format_table", "format_markdown", "format_speed"]
 
 
 def _per_model(assignments: tuple[str, ...], models: list[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -53,6 +54,9 @@ def benchmark(
 ) -> list[dict[str, Any]]:
     """Train each model for at most ``budget`` seconds (its default steps otherwise), best on validation kept.
 
+    Each row also holds the CPU seconds of the training call (``train_cpu_s``; all threads, so
+    comparable on a loaded machine) and the peak memory of training, evaluation and sampling
+    (``peak_mib``: device memory on CUDA, resident set size on the CPU; see :mod:`gmkit_core.memory`).
     ``sample_metrics`` (e.g. ``"fd,kid,prdc"``) adds sample-quality columns: ``samples``
     samples (seed ``seed``) against the test split, in the ``features`` space.
     """
@@ -73,6 +77,10 @@ def benchmark(
             model_opts, train_opts = options[name]
             if progress:
                 progress(f"bench: training {name} on {data} for up to {budget:g}s")
+            measured = {
+                d: reset_peak(torch.device(d)) for d in ("cpu", "cuda") if d == "cpu" or torch.cuda.is_available()
+            }
+            cpu_start = time.process_time()
             try:
                 result = train(
                     name,
@@ -89,12 +97,15 @@ def benchmark(
                 rows.append({"model": name, "error": str(exc)})
                 continue
             model, outcome = result.run.model, result.outcome
+            train_cpu_s = time.process_time() - cpu_start
             metrics = result.run.evaluate("test")
             generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
             start = time.perf_counter()
             with torch.no_grad():
                 model.sample(64, generator=generator)
             sample_s = time.perf_counter() - start
+            device = next(model.parameters()).device
+            peak = peak_mib(device) if measured.get(device.type) else None
             quality: dict[str, Any] = {}
             if names:
                 if progress:
@@ -106,11 +117,13 @@ def benchmark(
                     "steps": outcome.step,
                     "best_step": outcome.best_step,
                     "train_s": round(outcome.seconds, 1),
+                    "train_cpu_s": round(train_cpu_s, 1),
                     "nll_nats": metrics.get("nll_nats"),
                     "bits_per_dim": metrics.get("bits_per_dim"),
                     "likelihood": likelihood_of(result.run.model),
                     "train_examples_per_s": round(outcome.examples / outcome.seconds) if outcome.seconds else None,
                     "sample_64_s": round(sample_s, 3),
+                    "peak_mib": round(peak) if peak is not None else None,
                     "parameters": sum(p.numel() for p in model.parameters()),
                     **{k: v for k, v in metrics.items() if k.startswith("iwae_")},
                     **{k: v for k, v in quality.items() if k not in ("seed", "reference")},
@@ -202,6 +215,103 @@ def trainer_overhead(
     }
 
 
+#: The trainer's speed settings that ``speed_options`` compares, each against the first.
+SPEED_SETTINGS: dict[str, dict[str, Any]] = {
+    "fp32": {},
+    "bf16": {"precision": "bf16"},
+    "compile": {"compile": True},
+    "compile+bf16": {"compile": True, "precision": "bf16"},
+}
+
+
+def speed_options(
+    models: list[str],
+    data: str,
+    steps: int = 20,
+    warmup: int = 3,
+    assignments: tuple[str, ...] = (),
+    progress: Callable[[str], None] | None = None,
+    settings: tuple[str, ...] = tuple(SPEED_SETTINGS),
+) -> list[dict[str, Any]]:
+    """CPU seconds per training step of each model under each of ``settings`` (:data:`SPEED_SETTINGS`).
+
+    A step's cost is ``(t(warmup + steps) - t(warmup)) / steps`` from two fresh runs of
+    the trainer after a discarded run of ``warmup`` steps (which fills the compiler's
+    cache), so compilation and the first steps' allocations cancel; ``t`` is the
+    process's CPU time (all threads), which a loaded machine does not inflate as it
+    does wall-clock time. The trainer's defaults for the model apply (its batch size),
+    with no validation or checkpoints.
+    """
+    from .data import load
+
+    if steps < 1 or warmup < 1:
+        raise ConfigError(f"speed comparison needs steps >= 1 and warmup >= 1, got {steps} and {warmup}")
+    options = _per_model(assignments, models)
+    _check_pairings(models, data, options)
+    train_ds = load(data, "train")
+    rows: list[dict[str, Any]] = []
+    for name in models:
+        model_opts, train_opts = options[name]
+        base = None
+        for label in settings:
+            setting = SPEED_SETTINGS[label]
+            if progress:
+                progress(f"bench: {name} on {data}, {label}: {warmup} + {steps} steps")
+            try:
+                _train_cpu_s(name, train_ds, model_opts, {**train_opts, **setting, "steps": warmup})
+                runs = [
+                    _train_cpu_s(name, train_ds, model_opts, {**train_opts, **setting, "steps": n})
+                    for n in (warmup + steps, warmup)
+                ]
+                per_step = (runs[0] - runs[1]) / steps
+            except GmkitError as exc:
+                rows.append({"model": name, "setting": label, "error": str(exc)})
+                continue
+            base = per_step if label == "fp32" else base
+            rows.append(
+                {
+                    "model": name,
+                    "setting": label,
+                    "cpu_s_per_step": round(per_step, 4),
+                    "speedup": round(base / per_step, 3) if base and per_step > 0 else None,
+                }
+            )
+    return rows
+
+
+def _train_cpu_s(name: str, train_ds: Any, model_opts: dict[str, Any], train_opts: dict[str, Any]) -> float:
+    """CPU seconds of one fresh training run of ``name`` (no validation, no checkpoints)."""
+    from .config import make_config
+    from .registry import registry
+    from .training import DefaultTrainer, TrainConfig
+
+    torch.manual_seed(0)
+    model = registry.get("model", name, data=train_ds.spec, **model_opts)
+    cls = registry.entry("model", name).load()
+    fixed = {"eval_every": 0, "checkpoint_every": 0, "quiet": True, "patience": 0}
+    config = make_config(TrainConfig, {**cls.defaults_for(train_ds.spec), **train_opts, **fixed})
+    start = time.process_time()
+    DefaultTrainer().fit(model, {"train": train_ds}, config)
+    return time.process_time() - start
+
+
+def format_speed(rows: list[dict[str, Any]], data: str) -> str:
+    """A Markdown table of :func:`speed_options`' rows."""
+    lines = [
+        f"Training-step cost on `{data}` (CPU seconds per step after warm-up); "
+        f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}.",
+        "",
+        "| model | setting | CPU s / step | speed-up over fp32 |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['setting']} | failed: {r['error']} | |")
+        else:
+            lines.append(f"| {r['model']} | {r['setting']} | {r['cpu_s_per_step']:.4f} | {_fmt(r['speedup'], '.3f')} |")
+    return "\n".join(lines)
+
+
 def _fmt(value: Any, spec: str = "") -> str:
     if value is None:
         return "-"
@@ -218,8 +328,10 @@ _COLUMNS = [
     ("iwae_bits_per_dim", "IWAE bits/dim", ".4f"),
     ("steps", "steps", ""),
     ("train_s", "train s", ".1f"),
+    ("train_cpu_s", "train CPU s", ".1f"),
     ("train_examples_per_s", "train ex/s", ""),
     ("sample_64_s", "sample 64 (s)", ".3f"),
+    ("peak_mib", "peak MiB", ""),
     ("parameters", "parameters", ""),
     ("fd", "FD", ".3f"),
     ("kid", "KID", ".4f"),

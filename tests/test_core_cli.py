@@ -125,3 +125,4 @@ def test_bench_runs_and_prints_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)["results"][0]
     assert row["model"] == "independent" and row["nll_nats"] > 0 and row["parameters"] == 4
+    assert row["train_cpu_s"] >= 0 and (row["peak_mib"] is None or row["peak_mib"] > 0)

@@ -50,7 +50,8 @@ def test_scaled_defaults_of_the_first_party_families():
     rgb = SPECS["3x32x32"]
     small = DataSpec("digits", "image", (1, 8, 8), levels=17, num_classes=10)
     chosen = {name: registry.entry("model", name).load().config_for(rgb) for name in ("pixelcnn", "ddpm", "gmm", "vae")}
-    assert chosen["pixelcnn"]["output"] == "logistic_mixture"
+    assert chosen["pixelcnn"] == {"output": "logistic_mixture", "embed_init": "ordinal"}
+    assert rgb.is_large_image and not small.is_large_image
     assert chosen["ddpm"]["nll_steps"] > 0 and 8 in chosen["ddpm"]["attention"]
     assert chosen["gmm"] == {"covariance": "diag"} and chosen["vae"]["latent_dim"] > 16
     for name in ("pixelcnn", "ddpm", "gmm", "vae", "vqvae", "gan"):

@@ -313,6 +313,12 @@ def info(run: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--markdown", is_flag=True, help="A Markdown table.")
 @click.option("--overhead", is_flag=True, help="Also time the trainer against a minimal hand-written loop.")
+@click.option(
+    "--speed",
+    is_flag=True,
+    help="Instead: CPU seconds per training step under fp32, bf16, compile and compile+bf16.",
+)
+@click.option("--speed-steps", type=int, default=20, show_default=True, help="Timed steps per setting for --speed.")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Keep the run files here.")
 @click.option("--metrics", "metric_names", metavar="fd,kid,prdc", help="Also sample-quality columns (docs/metrics.md).")
 @click.option("--samples", type=int, default=1000, show_default=True, help="Samples per model for --metrics.")
@@ -326,13 +332,21 @@ def bench(
     as_json: bool,
     markdown: bool,
     overhead: bool,
+    speed: bool,
+    speed_steps: int,
     out_dir: str | None,
     metric_names: str | None,
     samples: int,
     features: str | None,
 ) -> None:
     """Train each of MODELS for the same wall-clock budget and compare them on the test split."""
-    from ..bench import benchmark, format_markdown, format_table, trainer_overhead
+    from ..bench import benchmark, format_markdown, format_speed, format_table, speed_options, trainer_overhead
+
+    if speed:
+        progress = None if as_json else lambda line: click.echo(line, err=True)
+        timed = speed_options(list(models), data, steps=speed_steps, assignments=assignments, progress=progress)
+        click.echo(json.dumps({"data": data, "speed": timed}, indent=2) if as_json else format_speed(timed, data))
+        return
 
     if metric_names:
         from ..metrics import parse_metrics

@@ -46,6 +46,11 @@ class DataSpec:
         return self.kind == "image"
 
     @property
+    def is_large_image(self) -> bool:
+        """Images with a side above 16 pixels (28 x 28, 32 x 32, ...), for which models scale their defaults."""
+        return self.kind == "image" and max(self.shape[-2:]) > 16
+
+    @property
     def is_video(self) -> bool:
         """Clips of frames ``(T, C, H, W)``."""
         return self.kind == "video"

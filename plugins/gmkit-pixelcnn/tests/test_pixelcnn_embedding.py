@@ -25,5 +25,5 @@ def test_embed_init_ordinal_sets_every_channel_table_and_random_does_not():
     expected = ordinal_embedding(64, 8)
     for c in range(3):
         torch.testing.assert_close(weight[c * 64 : (c + 1) * 64], expected)
-    random = registry.get("model", "pixelcnn", data=spec, hidden=6, layers=2)
+    random = registry.get("model", "pixelcnn", data=spec, hidden=6, layers=2, embed_init="random")
     assert not torch.allclose(random.net.embedding.weight.detach()[:64], expected, atol=0.1)

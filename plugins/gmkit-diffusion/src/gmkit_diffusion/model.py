@@ -154,7 +154,7 @@ class DDPM(GenerativeModel):
         sampled bound (100 stratified steps, with its standard error) for ``nll`` and 10 steps for
         validation, since the full bound costs T = 1000 network passes per image
         (``gmkit eval RUN --set nll_steps=0`` computes it)."""
-        if data.kind != "image" or max(data.shape[-2:]) <= 16:
+        if not data.is_large_image:
             return {}
         return {"mults": (1, 2, 2), "attention": (8,), "nll_steps": 100, "val_steps": 10}
 

@@ -213,7 +213,7 @@ class GAN(GenerativeModel):
     @classmethod
     def config_for(cls, data: DataSpec) -> dict[str, Any]:
         """Images larger than 16 x 16: a 128-d noise z (the 32-d default is sized for 8 x 8 digits)."""
-        return {"latent_dim": 128} if data.kind == "image" and max(data.shape[-2:]) > 16 else {}
+        return {"latent_dim": 128} if data.is_large_image else {}
 
     def prepare(self, train: Dataset) -> None:
         """Vectors: standardise with the training split's per-dimension mean and standard deviation."""

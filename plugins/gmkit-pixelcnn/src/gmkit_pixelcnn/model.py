@@ -52,13 +52,20 @@ class PixelCNN(GenerativeModel):
     }
 
     @classmethod
+    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
+        """Images larger than 16 x 16: batches of 16 and 1200 steps, about 10 CPU-minutes on ``patches32``."""
+        if data.is_large_image:
+            return {**cls.train_defaults, "steps": 1200, "batch_size": 16}
+        return dict(cls.train_defaults)
+
+    @classmethod
     def config_for(cls, data: DataSpec) -> dict[str, Any]:
         """More than 32 levels (8-bit images): a discretised logistic mixture output (PixelCNN++), whose
-        neighbouring levels share probability, instead of a free categorical over all 256."""
-        options: dict[str, Any] = {}
+        neighbouring levels share probability, instead of a free categorical over all 256, and ordinal
+        level embeddings, so that neighbouring intensities start close."""
         if data.levels and data.levels > 32:
-            options["output"] = "logistic_mixture"
-        return options
+            return {"output": "logistic_mixture", "embed_init": "ordinal"}
+        return {}
 
     def __init__(self, config: PixelCNNConfig, data: DataSpec):
         super().__init__(config, data)

@@ -118,7 +118,7 @@ class VAE(GenerativeModel):
     @classmethod
     def config_for(cls, data: DataSpec) -> dict[str, Any]:
         """Images larger than 16 x 16 get a 64-d latent (the 16-d default is sized for 8 x 8 digits)."""
-        if data.kind == "image" and max(data.shape[-2:]) > 16:
+        if data.is_large_image:
             return {"latent_dim": 64}
         return {}
 

@@ -148,7 +148,7 @@ class VQVAE(GenerativeModel):
     def config_for(cls, data: DataSpec) -> dict[str, Any]:
         """Images larger than 16 x 16: 256 codes, 64 channels and two residual blocks (the 8 x 8 code map of
         downsample 4 holds more detail than the 2 x 2 map of the digits)."""
-        if max(data.shape[-2:]) > 16:
+        if data.is_large_image:
             return {"codebook_size": 256, "hidden": 64, "res_blocks": 2}
         return {}
 
