@@ -99,12 +99,12 @@ def benchmark(
             model, outcome = result.run.model, result.outcome
             train_cpu_s = time.process_time() - cpu_start
             metrics = result.run.evaluate("test")
-            generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+            device = next(model.parameters()).device
+            generator = torch.Generator(device).manual_seed(seed)
             start = time.perf_counter()
             with torch.no_grad():
                 model.sample(64, generator=generator)
             sample_s = time.perf_counter() - start
-            device = next(model.parameters()).device
             peak = peak_mib(device) if measured.get(device.type) else None
             quality: dict[str, Any] = {}
             if names:
