@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,15 @@ def _why(exc: Exception, field: attrs.Attribute | None) -> str:
     return str(exc.args[0]) if exc.args else str(exc)
 
 
+def _optional_of(typ: Any) -> Any | None:
+    """``T`` for ``T | None`` (or ``Optional[T]``); None for any other type."""
+    args = [a for a in typing.get_args(typ) if a is not type(None)]
+    union = typing.get_origin(typ) in (typing.Union, types.UnionType)
+    return args[0] if union and len(args) == 1 and len(typing.get_args(typ)) == 2 else None
+
+
 def _choices(field: attrs.Attribute) -> tuple[Any, ...] | None:
-    typ = field.type
+    typ = _optional_of(field.type) or field.type
     if typing.get_origin(typ) is typing.Literal:
         return typing.get_args(typ)
     validator = field.validator
@@ -98,12 +106,12 @@ def _convert(field: attrs.Attribute, raw: Any, owner: str) -> Any:
     if not isinstance(raw, str):
         return tuple(raw) if isinstance(raw, list) else raw
     typ = field.type
-    origin = typing.get_origin(typ)
-    args = [a for a in typing.get_args(typ) if a is not type(None)]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+    inner = _optional_of(typ)
+    if inner is not None:
         if raw.lower() in ("none", "null", ""):
             return None
-        typ, origin, args = args[0], typing.get_origin(args[0]), list(typing.get_args(args[0]))
+        typ = inner
+    origin, args = typing.get_origin(typ), list(typing.get_args(typ))
     try:
         if typ is bool:
             lowered = raw.lower()

@@ -250,3 +250,22 @@ def test_training_pictures_say_how_their_samples_were_drawn(tmp_path):
     proc = gmkit("train", "ddpm", "--data", "moons", "--out", str(tmp_path / "d.h5"), "--steps", "2", "--set", "T=20")
     assert proc.returncode == 0, proc.stderr
     assert "d.samples.png (samples drawn with sampler=ddim" in proc.stdout
+
+
+def test_an_optional_choice_lists_its_choices_and_accepts_none():
+    from typing import Literal
+
+    import attrs
+
+    from gmkit_core.config import describe_options, make_config
+
+    @attrs.frozen
+    class Config:
+        mode: Literal["a", "b"] | None = None
+
+    (row,) = describe_options(Config)
+    assert row["choices"] == ["a", "b"]
+    assert make_config(Config, {"mode": "b"}, owner="m").mode == "b"
+    assert make_config(Config, {"mode": "none"}, owner="m").mode is None
+    with pytest.raises(ConfigError, match="must be one of a, b"):
+        make_config(Config, {"mode": "c"}, owner="m")
