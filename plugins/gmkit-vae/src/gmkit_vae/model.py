@@ -37,12 +37,17 @@ from gmkit_core.interfaces import GenerativeModel, Prior, bits_per_dim
 from gmkit_core.registry import registry
 
 from .bounds import ELBO, elbo, iwae
+from .heads import VAE_HEADS, RGBMixtureHead, check_rgb
 from .networks import ACTIVATIONS, NETWORKS, GaussianEncoder, ObservationDecoder, choose_network
 
 __all__ = ["VAE", "VAEConfig", "BetaVAE", "BetaVAEConfig", "CVAE", "IWAE", "IWAEConfig"]
 
 #: Seed of the fixed noise used by ``validation_score`` and ``evaluate`` (comparable across checkpoints).
 EVAL_SEED = 0
+
+#: Most decoder output values (rows x data dimensions x head parameters) one IWAE pass in ``evaluate``
+#: may produce: 2**24 float32 values are 64 MiB, a few hundred MiB with the head's intermediates.
+IWAE_VALUES = 2**24
 
 
 @attrs.frozen
@@ -66,8 +71,9 @@ class VAEConfig:
     output: str = option(
         "auto",
         "p(x|z), a core observation head: auto = bernoulli (2 levels), logistic_mixture "
-        "(more levels), gaussian (vectors); or categorical, logistic, discretized_gaussian",
-        v.in_(HEADS),
+        "(more levels), gaussian (vectors); or categorical, logistic, discretized_gaussian; "
+        "or rgb_mixture (colour images: a mixture per pixel, channels coupled as in PixelCNN++)",
+        v.in_((*HEADS, *VAE_HEADS)),
     )
     mixtures: int = option(5, "components K of the discretised logistic mixture", v.gt(0))
     prior: str = option(
@@ -137,9 +143,16 @@ class VAE(GenerativeModel):
             "dropout": config.dropout,
             "classes": classes,
         }
-        head = make_head(
-            config.output, data.levels if data.is_image else None, config.mixtures, event_dims=len(data.shape)
-        )
+        head: Head
+        if config.output == "rgb_mixture":
+            check_rgb(data.shape, data.levels if data.is_image else None)
+            head = RGBMixtureHead(data.levels or 0, config.mixtures, event_dims=3)
+        else:
+            head = make_head(
+                config.output, data.levels if data.is_image else None, config.mixtures, event_dims=len(data.shape)
+            )
+        #: raw parameters per data dimension of the observation head (sizes the IWAE passes)
+        self.head_params: int = head.params
         self.build(head, options)
 
     # -- the pieces (variants override these) --------------------------------------------
@@ -190,17 +203,38 @@ class VAE(GenerativeModel):
         return -self.bound(batch, generator).elbo
 
     def iwae_nll(self, batch: Batch, k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
-        """``-IWAE_k`` ``(B,)`` nats (``k`` defaults to ``iwae_k``), drawn ``iwae_chunk`` samples at a time."""
-        return -iwae(
-            batch.x,
-            self.encoder,
-            self.decoder,
-            self.prior,
-            k or self.config.iwae_k,
-            self._condition(batch),
-            generator,
-            self.config.iwae_chunk,
+        """``-IWAE_k`` ``(B,)`` nats (``k`` defaults to ``iwae_k``), drawn ``iwae_chunk`` samples at a time.
+
+        Memory is bounded whatever the batch: when ``examples x samples`` decoder outputs of the chunk
+        would exceed :data:`IWAE_VALUES` values, the chunk shrinks and the batch is split into groups
+        of examples (:meth:`iwae_plan`). Each example's bound is still the log-mean of its own ``k``
+        importance weights; only the order in which the noise is drawn changes.
+        """
+        k = k or self.config.iwae_k
+        chunk, group = self.iwae_plan(len(batch.x), k)
+        condition = self._condition(batch)
+        return -torch.cat(
+            [
+                iwae(
+                    batch.x[start : start + group],
+                    self.encoder,
+                    self.decoder,
+                    self.prior,
+                    k,
+                    None if condition is None else condition[start : start + group],
+                    generator,
+                    chunk,
+                )
+                for start in range(0, len(batch.x), group)
+            ]
         )
+
+    def iwae_plan(self, examples: int, k: int) -> tuple[int, int]:
+        """``(chunk, group)``: samples per example and examples per decoder pass of :meth:`iwae_nll`, so that
+        ``chunk x group`` decoder rows hold at most :data:`IWAE_VALUES` output values (at least one row)."""
+        rows = max(1, IWAE_VALUES // (self.data.dims * self.head_params))
+        chunk = max(1, min(self.config.iwae_chunk, k, rows))
+        return chunk, max(1, min(examples, rows // chunk))
 
     def validation_score(self, data: Dataset, batch_size: int = 256) -> float:
         """Mean ``-(log p(x|z) - beta KL)`` in nats (``-ELBO`` unless ``beta != 1``) under fixed noise.

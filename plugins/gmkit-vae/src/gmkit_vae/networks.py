@@ -12,12 +12,14 @@ as bin centres in ``[-1, 1]``.
 
 The ``conv`` torso halves the image twice with stride-2 convolutions (so ``H`` and
 ``W`` must be multiples of 4); ``auto`` uses it for images of at least 16x16 and an
-MLP otherwise.
+MLP otherwise. ``spatial`` uses the same torso and its mirror without the fully connected
+layers: the latent is a map of ``D / (H/4 * W/4)`` channels at ``H/4 x W/4``, produced by a
+3x3 convolution of the torso's features (mean and log-variance per position and channel) and
+read by a 3x3 convolution in the decoder. It is handed around flattened, ``(B, D)`` in
+channel-major order, so priors, bounds and the KL see an ordinary ``D``-vector.
 """
 
 from __future__ import annotations
-
-from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,7 @@ from gmkit_core.interfaces import Decoder, Encoder
 
 __all__ = ["ACTIVATIONS", "NETWORKS", "GaussianEncoder", "ObservationDecoder", "choose_network", "mlp"]
 
-NETWORKS = ("auto", "mlp", "conv")
+NETWORKS = ("auto", "mlp", "conv", "spatial")
 ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
@@ -52,9 +54,9 @@ def choose_network(spec: DataSpec, name: str) -> str:
     if name not in NETWORKS:
         raise ConfigError(f"unknown network '{name}'; choices: {', '.join(NETWORKS)}")
     convolvable = spec.is_image and len(spec.shape) == 3 and all(s % 4 == 0 for s in spec.shape[1:])
-    if name == "conv" and not convolvable:
+    if name in ("conv", "spatial") and not convolvable:
         raise ConfigError(
-            f"network 'conv' needs images with height and width multiples of 4, "
+            f"network '{name}' needs images with height and width multiples of 4, "
             f"{spec.name} has shape {spec.shape}; use network=mlp"
         )
     if name == "auto":
@@ -74,10 +76,29 @@ def _join(h: Tensor, onehot: Tensor | None) -> Tensor:
     return h if onehot is None else torch.cat([h, onehot], dim=-1)
 
 
-class _ConvTorso(nn.Sequential):
-    """``(B, C, H, W)`` -> ``(B, 2c * H/4 * W/4)``: one 3x3 conv and two stride-2 4x4 convs."""
+def _join_planes(h: Tensor, onehot: Tensor | None) -> Tensor:
+    """``(B, C, H, W)`` and one-hot ``(B, K)`` -> ``(B, C + K, H, W)`` (the label as constant planes)."""
+    if onehot is None:
+        return h
+    return torch.cat([h, onehot[:, :, None, None].expand(-1, -1, *h.shape[2:])], dim=1)
 
-    def __init__(self, in_channels: int, c: int, activation: str):
+
+def latent_grid(spec: DataSpec, latent_dim: int) -> tuple[int, int, int]:
+    """The ``spatial`` latent map ``(latent_dim / (H/4 * W/4), H/4, W/4)``; a ConfigError if it does not divide."""
+    h, w = spec.shape[1] // 4, spec.shape[2] // 4
+    if latent_dim % (h * w):
+        raise ConfigError(
+            f"network 'spatial' needs latent_dim a multiple of {h * w} (a {h}x{w} latent map for "
+            f"{spec.name}'s shape {spec.shape}), got {latent_dim}"
+        )
+    return latent_dim // (h * w), h, w
+
+
+class _ConvTorso(nn.Sequential):
+    """``(B, C, H, W)`` -> ``(B, 2c * H/4 * W/4)`` (``(B, 2c, H/4, W/4)`` unless ``flatten``): one 3x3 conv
+    and two stride-2 4x4 convs."""
+
+    def __init__(self, in_channels: int, c: int, activation: str, flatten: bool = True):
         act = ACTIVATIONS[activation]
         super().__init__(
             nn.Conv2d(in_channels, c, 3, padding=1),
@@ -86,7 +107,7 @@ class _ConvTorso(nn.Sequential):
             act(),  # (B, 2c, H/2, W/2)
             nn.Conv2d(2 * c, 2 * c, 4, stride=2, padding=1),
             act(),  # (B, 2c, H/4, W/4)
-            nn.Flatten(),
+            *([nn.Flatten()] if flatten else []),
         )
 
 
@@ -129,9 +150,15 @@ class GaussianEncoder(Encoder):
         classes: int = 0,
     ):
         super().__init__()
-        self.spec, self.classes = spec, classes
+        self.spec, self.classes, self.spatial = spec, classes, network == "spatial"
+        self.head: nn.Module
+        if self.spatial:
+            z_channels = latent_grid(spec, latent_dim)[0]
+            self.torso: nn.Module = _ConvTorso(spec.shape[0], channels, activation, flatten=False)
+            self.head = nn.Conv2d(2 * channels + classes, 2 * z_channels, 3, padding=1)  # (B, 2c_z, H/4, W/4)
+            return
         if network == "conv":
-            self.torso: nn.Module = _ConvTorso(spec.shape[0], channels, activation)
+            self.torso = _ConvTorso(spec.shape[0], channels, activation)
             features = 2 * channels * (spec.shape[1] // 4) * (spec.shape[2] // 4)
         else:
             self.torso, features = nn.Flatten(), spec.dims
@@ -139,9 +166,13 @@ class GaussianEncoder(Encoder):
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Normal:
         h = to_unit_interval(x, self.spec.levels or 0) if self.spec.is_image else x
-        # mlp() opens with an nn.Linear
-        h = self.torso(h.to(cast(nn.Linear, self.head[0]).weight.dtype))  # (B, F)
-        loc, logvar = self.head(_join(h, _one_hot(condition, self.classes, h))).chunk(2, dim=-1)  # (B, D) each
+        h = self.torso(h.to(next(self.head.parameters()).dtype))  # (B, F) or (B, 2c, H/4, W/4)
+        onehot = _one_hot(condition, self.classes, h)
+        if self.spatial:
+            loc, logvar = self.head(_join_planes(h, onehot)).flatten(1).chunk(2, dim=-1)  # (B, D) each
+            # chunk of the flattened (B, 2c_z * H/4 * W/4): the first c_z channels are the means
+        else:
+            loc, logvar = self.head(_join(h, onehot)).chunk(2, dim=-1)  # (B, D) each
         return Normal.from_logvar(loc, logvar, event_dims=1)
 
 
@@ -163,8 +194,16 @@ class ObservationDecoder(Decoder):
     ):
         super().__init__()
         self.spec, self.classes, self.observation = spec, classes, observation
+        self.grid: tuple[int, int, int] | None = None
         sizes = [latent_dim + classes, *reversed(hidden)]
-        if network == "conv":
+        if network == "spatial":
+            self.grid = latent_grid(spec, latent_dim)
+            self.body = nn.Sequential(
+                nn.Conv2d(self.grid[0] + classes, 2 * channels, 3, padding=1),  # (B, 2c, H/4, W/4)
+                nn.Flatten(),
+                _ConvHead(spec.shape, channels, observation.params, activation),
+            )
+        elif network == "conv":
             grid = 2 * channels * (spec.shape[1] // 4) * (spec.shape[2] // 4)
             self.body = nn.Sequential(
                 mlp([*sizes, grid], activation, dropout),
@@ -178,7 +217,10 @@ class ObservationDecoder(Decoder):
 
     def raw(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """Raw observation parameters ``(B, *shape, P)``."""
-        return self.body(_join(z, _one_hot(condition, self.classes, z)))
+        onehot = _one_hot(condition, self.classes, z)
+        if self.grid is not None:
+            return self.body(_join_planes(z.view(z.shape[0], *self.grid), onehot))
+        return self.body(_join(z, onehot))
 
     def forward(self, z: Tensor, condition: Tensor | None = None):
         return self.observation(self.raw(z, condition))
