@@ -6,12 +6,14 @@ The figures they give are measured in docs/models/flows.md (2D toys); here: that
 from __future__ import annotations
 
 import pytest
+import torch
 from gmkit_flows.autoregressive import MaskedAutoregressive
 from gmkit_flows.elementwise import RationalQuadraticSpline
 from gmkit_flows.linear import InvertibleLinear
 from gmkit_flows.mixture import GaussianMixture, MADEMoG
+from gmkit_flows.reshape import Squeeze
 
-from gmkit_core.data import DataSpec
+from gmkit_core.data import Dataset, DataSpec
 from gmkit_core.registry import registry
 
 VECTOR = DataSpec("toy", "vector", (2,))
@@ -63,3 +65,50 @@ def test_mixture_bases_on_vectors_only(name: str, kind: type, components: int, o
     assert isinstance(vector.base, kind) and vector.base.components == components
     assert not isinstance(registry.get("model", name, data=IMAGE, hidden=8, **options).base, kind)
     assert not isinstance(registry.get("model", name, data=VECTOR, hidden=8, components=0, **options).base, kind)
+
+
+LARGE = DataSpec("patches", "image", (3, 32, 32), levels=256)
+
+
+@pytest.mark.parametrize(("shape", "levels"), [((3, 32, 32), 3), ((1, 28, 28), 2), ((1, 20, 20), 2)])
+def test_glow_levels_on_large_images(shape: tuple[int, int, int], levels: int) -> None:
+    """As many levels (at most three) as halve the sides evenly; four steps each; small images keep the Config."""
+    cls = registry.entry("model", "glow").load()
+    assert cls.config_for(DataSpec("big", "image", shape, levels=256)) == {"levels": levels, "steps": 4, "dropout": 0.0}
+    assert cls.config_for(IMAGE) == {} and cls.config_for(DataSpec("d", "image", (1, 8, 8), levels=17)) == {}
+    model = registry.get("model", "glow", data=DataSpec("big", "image", shape, levels=256), hidden=4, blocks=1)
+    assert sum(isinstance(m, Squeeze) for m in model.modules()) == 2 * levels  # squeeze and unsqueeze per level
+    assert model.dropout == 0.0
+
+
+def test_large_image_trainer_settings_and_options() -> None:
+    for name in ("realnvp", "glow", "maf", "nsf"):
+        cls = registry.entry("model", name).load()
+        large = cls.defaults_for(LARGE)
+        assert (large["batch_size"], large["steps"], large["patience"], large["max_minutes"]) == (32, 1200, 0, 0)
+        assert cls.defaults_for(IMAGE) == cls.train_defaults  # 8x8 digits: unchanged
+    realnvp = registry.get("model", "realnvp", data=LARGE)
+    assert (realnvp.config.scales, realnvp.config.steps, realnvp.config.hidden, realnvp.dropout) == (3, 2, 32, 0.0)
+    explicit = registry.get("model", "glow", data=LARGE, levels=1, steps=1, hidden=4, dropout=0.1)
+    assert (explicit.config.levels, explicit.config.steps, explicit.dropout) == (1, 1, 0.1)
+
+
+def test_validation_on_large_images_takes_one_seeded_draw() -> None:
+    """Large images validate on the one-draw bound (deterministic); small images on ``nll`` (K draws)."""
+    torch.manual_seed(0)
+    spec = DataSpec("big", "image", (1, 18, 18), levels=4)
+    x = torch.randint(0, 4, (6, 1, 18, 18))
+    data = Dataset(x, None, spec, "validation")
+    model = registry.get("model", "glow", data=spec, levels=1, steps=1, hidden=4, blocks=1).eval()
+    score = model.validation_score(data, batch_size=4)
+    assert score == model.validation_score(data, batch_size=4)
+    generator = torch.Generator().manual_seed(model.config.seed)
+    with torch.no_grad():
+        one_draw = torch.cat([model._nll(x[:4], 1, generator), model._nll(x[4:], 1, generator)])
+    assert score == pytest.approx(float(one_draw.double().mean()), rel=1e-6)
+    small = DataSpec("small", "image", (1, 4, 4), levels=4)
+    model = registry.get("model", "glow", data=small, levels=1, steps=1, hidden=4, blocks=1).eval()
+    data = Dataset(torch.randint(0, 4, (5, 1, 4, 4)), None, small, "validation")
+    with torch.no_grad():
+        nll = model.nll(data.batch(slice(0, 5)))
+    assert model.validation_score(data) == pytest.approx(float(nll.double().mean()))
