@@ -89,11 +89,20 @@ def _autocast_dtype(precision: str) -> torch.dtype | None:
 
 
 class _Compiled:
-    """``torch.compile(module)`` that falls back to the eager module, with one message, if compiling fails."""
+    """``torch.compile(module)`` that falls back to the eager module, with one message, if compiling fails.
 
-    def __init__(self, module: nn.Module, quiet: bool):
+    Random operations (dropout, noise) run as in eager mode (inductor's ``fallback_random``), so the
+    compiled step draws the numbers the eager one draws. Under CPU autocast the C++ kernels are not
+    vectorised (``cpp.simdlen=1``): torch 2.13's vectorised bf16 kernels gave NaN for a gated
+    PixelCNN layer with dropout (docs/benchmarks.md, "Speed options").
+    """
+
+    def __init__(self, module: nn.Module, quiet: bool, cpu_autocast: bool):
         self.module, self.quiet = module, quiet
-        self.compiled: Any = torch.compile(module)
+        options: dict[str, Any] = {"fallback_random": True}
+        if cpu_autocast:
+            options["cpp.simdlen"] = 1
+        self.compiled: Any = torch.compile(module, options=options)
 
     def __call__(self, *args: Any) -> Any:
         if self.compiled is not None:
@@ -287,7 +296,8 @@ class _Loop:
             ids = [self.device.index] if self.device.type == "cuda" else None
             unused = bool(getattr(type(model), "ddp_find_unused_parameters", False))
             wrapped = DistributedDataParallel(wrapped, device_ids=ids, find_unused_parameters=unused)
-        self.wrapped: Any = _Compiled(wrapped, config.quiet) if config.compile else wrapped
+        cpu_autocast = self.device.type == "cpu" and _autocast_dtype(config.precision) is not None
+        self.wrapped: Any = _Compiled(wrapped, config.quiet, cpu_autocast) if config.compile else wrapped
 
     def _fits(self, data: Dataset) -> bool:
         """The split takes at most a quarter of the device's free memory."""
