@@ -6,6 +6,8 @@ import itertools
 
 import pytest
 import torch
+from gmkit_score.base import training_times
+from gmkit_score.ode import divergence_exact
 from gmkit_score.ot import assignment, ot_pairing
 from gmkit_score.sde import SubVPPath, VEPath, VPPath
 from score_helpers import build
@@ -119,3 +121,48 @@ def test_shared_samplers_draw_from_ddpm(sampler: str) -> None:
     b = draw(model, 3, condition=torch.tensor([1, 2, 3]), generator=torch.Generator().manual_seed(0))
     assert a.shape == (3, 1, 8, 8) and a.dtype == torch.int64 and torch.equal(a, b)
     assert int(a.min()) >= 0 and int(a.max()) < 17
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 0.5])
+def test_training_times_are_stratified_powers_of_a_uniform(power: float) -> None:
+    torch.manual_seed(0)
+    t = training_times(64, torch.device("cpu"), 0.1, 0.9, power)
+    assert bool(((t >= 0.1) & (t <= 0.9)).all())
+    u = ((t - 0.1) / 0.8).pow(1 / power).sort().values  # back to the antithetic uniforms: spaced by 1/64
+    assert torch.allclose(u.diff(), torch.full((63,), 1 / 64), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["flow_matching", "score_sde"])
+def test_fourier_input_features_enter_the_velocity_and_its_exact_divergence(name: str) -> None:
+    model = build(name, VEC, hidden=16, depth=2, x_fourier=(0, 2), t_power=2.0, nfe=3)
+    assert model.network.inp.in_features == 2 * (1 + 2 * 2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(3, 2, requires_grad=True)
+    t = torch.full((3,), 0.2)
+    div = divergence_exact(model.velocity(x, t), x)
+    trace = torch.stack(
+        [
+            torch.autograd.functional.jacobian(lambda z: model.velocity(z[None], t[:1])[0], x[i]).trace()
+            for i in range(3)
+        ]
+    )
+    assert torch.allclose(div, trace, atol=1e-5)
+    check_model(name, data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, x_fourier=(1,), t_power=2.0)
+    with pytest.raises(ConfigError, match="x_fourier"):
+        build(name, load("digits", "train").spec, x_fourier=(1,), **SMALL_UNET)
+
+
+def test_dequantized_training_data_fill_the_bins_of_the_bound() -> None:
+    spec = load("digits", "train").spec
+    data = load("digits", "train")
+    batch = data.batch(torch.arange(32))
+    plain = build("flow_matching", spec, **SMALL_UNET)
+    centres = plain.to_model_space(batch.x)
+    assert torch.equal(plain.training_data(batch), centres)
+    model = build("flow_matching", spec, dequantize=True, **SMALL_UNET)
+    x = model.training_data(batch)
+    half = 1.0 / (spec.levels - 1)
+    assert bool(((x - centres).abs() <= half).all()) and float((x - centres).abs().mean()) > 0.4 * half
+    assert torch.equal(model.decode(x), batch.x.long())  # each point stays in its own bin

@@ -46,7 +46,15 @@ from gmkit_core.solvers import SOLVERS
 
 from . import ode
 
-__all__ = ["ContinuousModel", "ContinuousConfig", "opt", "DIVERGENCES"]
+__all__ = [
+    "ContinuousModel",
+    "ContinuousConfig",
+    "PathTrainingConfig",
+    "opt",
+    "DIVERGENCES",
+    "fourier_features",
+    "training_times",
+]
 
 DIVERGENCES = ("auto", "exact", "hutchinson")
 #: ``divergence=auto`` is exact up to this many dimensions, Hutchinson above.
@@ -106,6 +114,37 @@ class ContinuousConfig:
         16, "exact divergence: basis vectors per batched backward pass", instance_of(int), ge(1)
     )
     seed: int = opt(0, "seed of the noise in nll (dequantisation, probes, Monte Carlo time)", instance_of(int))
+
+
+@attrs.frozen
+class PathTrainingConfig(ContinuousConfig):
+    """Options of the models trained by regression on a fixed path (``score_sde``, ``flow_matching``)."""
+
+    t_power: float = opt(
+        1.0, "training times t = t_min + (t_max - t_min) u^p, u antithetic uniform (p > 1: more near the data)", gt(0.0)
+    )
+    x_fourier: tuple[int, ...] = opt(
+        (), "vectors: exponents n of input features sin/cos(2^n pi x) beside x (empty: none)"
+    )
+    dequantize: bool = opt(
+        False, "images: train on c_x + u, u ~ U[-1/(L-1), 1/(L-1)), the density the likelihood bound integrates"
+    )
+
+
+def training_times(B: int, device: torch.device, t_min: float, t_max: float, power: float) -> Tensor:
+    r""":math:`t = t_{\min} + (t_{\max} - t_{\min})u^p` with antithetic :math:`u_b = (u + b/B) \bmod 1`, ``(B,)``."""
+    u = torch.remainder(torch.rand((), device=device) + torch.arange(B, device=device) / B, 1.0)
+    return t_min + (t_max - t_min) * (u if power == 1.0 else u.pow(power))
+
+
+def fourier_features(z: Tensor, exponents: tuple[int, ...]) -> Tensor:
+    r"""``[z, sin(2^n pi z), cos(2^n pi z) for n in exponents]`` concatenated on dim 1: ``(B, C(1+2K), ...)``."""
+    if not exponents:
+        return z
+    feats = [z]
+    for n in exponents:
+        feats += [torch.sin(2.0**n * math.pi * z), torch.cos(2.0**n * math.pi * z)]
+    return torch.cat(feats, 1)
 
 
 class ContinuousModel(GenerativeModel):
@@ -171,6 +210,14 @@ class ContinuousModel(GenerativeModel):
         self.num_classes = data.num_classes if config.class_conditional else None
         self.conditional = self.num_classes is not None
         self.register_buffer("scale", torch.ones(()))
+
+    def input_exponents(self, config: Any) -> tuple[int, ...]:
+        """``x_fourier`` (vectors only), and the network's input width to match."""
+        exponents = tuple(config.x_fourier)
+        if exponents and self.levels:
+            raise ConfigError(f"{self.name}: x_fourier is for vector data")
+        self.input_multiplier = 1 + 2 * len(exponents)
+        return exponents
 
     @property
     def name(self) -> str:
@@ -250,6 +297,14 @@ class ContinuousModel(GenerativeModel):
         if y.shape != (n,) or int(y.min()) < 0 or int(y.max()) >= self.num_classes:
             raise ConfigError(f"{self.name}: condition must be {n} labels in [0, {self.num_classes})")
         return y
+
+    def training_data(self, batch: Batch) -> Tensor:
+        """``batch.x`` in model space; images with ``dequantize`` get uniform noise within their bins."""
+        x = self.to_model_space(batch.x)
+        if self.levels and getattr(self.config, "dequantize", False):
+            half = 1.0 / (self.levels - 1)
+            x = x + (torch.rand_like(x) * 2 - 1) * half
+        return x
 
     # -- the denoiser ----------------------------------------------------------------------
     def path(self) -> GaussianPath:

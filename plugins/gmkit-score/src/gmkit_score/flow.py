@@ -38,14 +38,14 @@ from gmkit_core.interfaces import GenerativeModel
 from gmkit_core.paths import GaussianPath, LinearPath
 
 from . import ode
-from .base import ContinuousConfig, ContinuousModel, at, opt
+from .base import ContinuousModel, PathTrainingConfig, at, fourier_features, opt, training_times
 from .ot import ot_pairing
 
 __all__ = ["FlowMatching", "FlowMatchingConfig", "ReflowStage"]
 
 
 @attrs.frozen
-class FlowMatchingConfig(ContinuousConfig):
+class FlowMatchingConfig(PathTrainingConfig):
     """Options of ``flow_matching``."""
 
     coupling: str = opt(
@@ -65,27 +65,28 @@ class FlowMatching(ContinuousModel):
 
     def __init__(self, config: FlowMatchingConfig, data: DataSpec):
         super().__init__(config, data)
+        self.exponents = self.input_exponents(config)
         self.network = self.build_network()
 
     def path(self) -> GaussianPath:
         return LinearPath()
 
     def velocity(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        r""":math:`v_\theta(x, t, y)`."""
-        return self.network(x, t, y)
+        r""":math:`v_\theta(x, t, y)` (the network sees ``x`` and its ``x_fourier`` features)."""
+        return self.network(fourier_features(x, self.exponents), t, y)
 
     def x0_from_network(self, x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
-        return x_t - at(t, x_t) * self.network(x_t, t, y)
+        return x_t - at(t, x_t) * self.velocity(x_t, t, y)
 
     def flow_loss(self, x0: Tensor, eps: Tensor, y: Tensor | None) -> Tensor:
-        r""":math:`\|v_\theta(x_t, t) - (\epsilon - x_0)\|^2` averaged over dimensions and the batch (antithetic ``t``)."""
-        B, device = x0.shape[0], x0.device
-        t = torch.remainder(torch.rand((), device=device) + torch.arange(B, device=device) / B, 1.0)
+        r""":math:`\|v_\theta(x_t, t) - (\epsilon - x_0)\|^2` averaged over dimensions and the batch
+        (antithetic ``t``, raised to ``t_power``)."""
+        t = training_times(x0.shape[0], x0.device, 0.0, 1.0, self.config.t_power)
         x_t = (1 - at(t, x0)) * x0 + at(t, x0) * eps
-        return (self.network(x_t, t, y) - (eps - x0)).square().flatten(1).mean(1).mean()
+        return (self.velocity(x_t, t, y) - (eps - x0)).square().flatten(1).mean(1).mean()
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        x0 = self.to_model_space(batch.x)
+        x0 = self.training_data(batch)
         eps = torch.randn_like(x0)
         if self.config.coupling == "ot":
             eps = ot_pairing(x0, eps)

@@ -35,7 +35,7 @@ from gmkit_core.data import Batch, DataSpec
 from gmkit_core.errors import ConfigError
 from gmkit_core.paths import GaussianPath, eps_from_x0
 
-from .base import ContinuousConfig, ContinuousModel, at, opt
+from .base import ContinuousModel, PathTrainingConfig, at, fourier_features, opt, training_times
 
 __all__ = ["ScoreSDE", "ScoreSDEConfig", "VPPath", "SubVPPath", "VEPath", "METHODS"]
 
@@ -79,7 +79,7 @@ class VEPath(GaussianPath):
 
 
 @attrs.frozen
-class ScoreSDEConfig(ContinuousConfig):
+class ScoreSDEConfig(PathTrainingConfig):
     """Options of ``score_sde``."""
 
     sde: str = opt("vp", "vp, subvp or ve", in_(("vp", "subvp", "ve")))
@@ -111,6 +111,7 @@ class ScoreSDE(ContinuousModel):
             raise ConfigError(f"score_sde: beta_min ({config.beta_min}) must be below beta_max ({config.beta_max})")
         if config.t_eps >= 0.5:
             raise ConfigError(f"score_sde: t_eps must be small (< 0.5), got {config.t_eps}")
+        self.exponents = self.input_exponents(config)
         self.network = self.build_network()
         c = config
         self._path: GaussianPath = (
@@ -131,18 +132,16 @@ class ScoreSDE(ContinuousModel):
         r""":math:`\hat\epsilon(x_t, t, y)`; the score is :math:`-\hat\epsilon/\sigma(t)`."""
         a, s = self._path.alpha(t), self._path.sigma(t)
         c_in = at((a.square() + s.square()).rsqrt(), x_t)
-        return self.network(c_in * x_t, t, y)
+        return self.network(fourier_features(c_in * x_t, self.exponents), t, y)
 
     def x0_from_network(self, x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
         a, s = at(self._path.alpha(t), x_t), at(self._path.sigma(t), x_t)
         return (x_t - s * self.eps_hat(x_t, t, y)) / a
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        x = self.to_model_space(batch.x)
+        x = self.training_data(batch)
         y = self.drop_labels(self.labels(batch))
-        B, device = x.shape[0], x.device
-        u = torch.remainder(torch.rand((), device=device) + torch.arange(B, device=device) / B, 1.0)
-        t = self.config.t_eps + (1 - self.config.t_eps) * u
+        t = training_times(x.shape[0], x.device, self.config.t_eps, 1.0, self.config.t_power)
         eps = torch.randn_like(x)
         x_t = at(self._path.alpha(t), x) * x + at(self._path.sigma(t), x) * eps
         loss = (self.eps_hat(x_t, t, y) - eps).square().flatten(1).mean(1).mean()

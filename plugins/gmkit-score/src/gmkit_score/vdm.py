@@ -47,7 +47,7 @@ from gmkit_core.errors import ConfigError
 from gmkit_core.interfaces import bits_per_dim
 from gmkit_core.paths import GaussianPath, LogSNRPath
 
-from .base import ContinuousConfig, ContinuousModel, at, opt
+from .base import ContinuousConfig, ContinuousModel, at, fourier_features, opt
 from .gamma import LearnedGamma, LinearGamma, derivative
 
 __all__ = ["VDM", "VDMConfig", "fourier_features"]
@@ -77,16 +77,6 @@ class VDMConfig(ContinuousConfig):
     )
     variance_weight: float = opt(1.0, "learned: weight of the variance objective of the schedule's shape", ge(0.0))
     sampler: str = opt("dpmpp_2m", "sampler of `sample`: euler, heun or dpmpp_2m", in_(("euler", "heun", "dpmpp_2m")))
-
-
-def fourier_features(z: Tensor, exponents: tuple[int, ...]) -> Tensor:
-    r"""``[z, sin(2^n pi z), cos(2^n pi z) for n in exponents]`` concatenated on dim 1: ``(B, C(1+2K), ...)``."""
-    if not exponents:
-        return z
-    feats = [z]
-    for n in exponents:
-        feats += [torch.sin(2.0**n * math.pi * z), torch.cos(2.0**n * math.pi * z)]
-    return torch.cat(feats, 1)
 
 
 class VDM(ContinuousModel):
