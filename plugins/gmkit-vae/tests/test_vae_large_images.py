@@ -234,3 +234,33 @@ def test_rgb_mixture_output_trains_and_refuses_other_data() -> None:
         registry.get("model", "vae", data=DataSpec("v", "vector", (4,)), output="rgb_mixture")
     with pytest.raises(ConfigError, match="rgb_mixture"):
         registry.get("model", "vae", data=DataSpec("m", "image", (4, 8, 8), levels=16), output="rgb_mixture")
+
+
+# -- defaults -------------------------------------------------------------------------------
+def test_large_image_defaults_and_digits_defaults() -> None:
+    cls = VAE
+    assert cls.config_for(DIGITS) == {}
+    assert cls.defaults_for(DIGITS) == cls.train_defaults
+    large = cls.configure(PATCHES)
+    assert large.network == "spatial" and large.latent_dim % 64 == 0
+    assert large.iwae_subset > 0  # the IWAE figure on a fixed subset, with its standard error
+    train = cls.defaults_for(PATCHES)
+    assert train["steps"] < cls.train_defaults["steps"]
+    assert large.warmup_steps < train["steps"]  # the KL reaches full weight within training
+    assert cls.configure(PATCHES, {"network": "conv", "latent_dim": 100}).latent_dim == 100  # options win
+
+    assert large.output == "rgb_mixture" and large.warmup_steps > 0
+    grey = cls.configure(DataSpec("g", "image", (1, 28, 28), levels=2))
+    assert grey.network == "spatial" and grey.latent_dim == 4 * 7 * 7 and grey.output == "auto"
+
+
+@pytest.mark.parametrize("name", ["vae", "beta_vae", "cvae", "iwae", "hvae"])
+def test_every_variant_runs_with_the_large_image_defaults(name: str) -> None:
+    spec = DataSpec("patches", "image", (3, 32, 32), levels=256, num_classes=2)
+    torch.manual_seed(0)
+    model = registry.get("model", name, data=spec, channels=4)
+    batch = Batch(_images(2, spec), torch.tensor([0, 1]))
+    out = model.loss(batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and model.nll(batch).shape == (2,)
+    assert model.sample(2).shape == (2, 3, 32, 32)

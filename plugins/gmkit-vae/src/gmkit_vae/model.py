@@ -121,12 +121,40 @@ class VAE(GenerativeModel):
         "patience": 0,
     }
 
+    #: trainer settings for images larger than 16 x 16 (about 10 CPU-minutes on 3 x 32 x 32 patches32)
+    large_image_train: ClassVar[dict[str, Any]] = {"steps": 800, "batch_size": 64}
+
+    @classmethod
+    def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
+        """Images larger than 16 x 16: :attr:`large_image_train` over ``train_defaults``; else ``train_defaults``."""
+        if data.is_large_image:
+            return {**cls.train_defaults, **cls.large_image_train}
+        return dict(cls.train_defaults)
+
     @classmethod
     def config_for(cls, data: DataSpec) -> dict[str, Any]:
-        """Images larger than 16 x 16 get a 64-d latent (the 16-d default is sized for 8 x 8 digits)."""
-        if data.is_large_image:
-            return {"latent_dim": 64}
-        return {}
+        """Images larger than 16 x 16 (the other defaults are sized for 8 x 8 digits):
+
+        - a ``spatial`` latent map of 4 channels at ``H/4 x W/4`` (256 numbers for 32 x 32) when the
+          sides are multiples of 4, instead of a flat vector behind fully connected layers;
+        - for colour images (at most 3 channels, more than 32 levels) the ``rgb_mixture`` output,
+          which couples the channels of a pixel;
+        - a KL warm-up of a quarter of the large-image training steps;
+        - the IWAE figure of ``evaluate`` on a fixed random subset of 200 examples (its standard
+          error reported): IWAE-100 on every example costs about a third of the training.
+        """
+        if not data.is_large_image:
+            return {}
+        out: dict[str, Any] = {
+            "latent_dim": 64,
+            "warmup_steps": cls.large_image_train["steps"] // 4,
+            "iwae_subset": 200,
+        }
+        if len(data.shape) == 3 and all(s % 4 == 0 for s in data.shape[1:]):
+            out.update(network="spatial", latent_dim=4 * (data.shape[1] // 4) * (data.shape[2] // 4))
+        if len(data.shape) == 3 and data.shape[0] <= 3 and (data.levels or 0) > 32:
+            out["output"] = "rgb_mixture"
+        return out
 
     encoder: nn.Module
     decoder: nn.Module
