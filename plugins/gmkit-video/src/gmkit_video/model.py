@@ -24,7 +24,9 @@ score uses during stage 1); ``evaluate`` says which prior is in use.
 **Per-frame model** (``temporal=False``): every frame is its own clip of one frame (temporal
 kernels of size 1, no temporal downsampling) and the prior models one frame's codes
 ``(1, h, w)``; the bound sums the frames' terms. It is the same VQ-VAE and prior without time,
-the baseline against which the gain from modelling time is measured.
+the baseline against which the gain from modelling time is measured. With the defaults
+(``k_t = s_t = 1``) the autoencoder runs frame by frame in both models, so a run and its
+baseline with the same seed share stage 1 to the bit and differ in the prior alone.
 
 **Frame prediction.** ``sample(n, prime=clips, frames=k)`` encodes the clips; since the encoder
 is causal in time, code time steps ``0 .. k // s_t - 1`` depend on frames ``< k`` only and are
@@ -214,10 +216,24 @@ class VideoGPT(GenerativeModel):
     def _device(self) -> torch.device:
         return self.prior_fitted.device
 
+    @property
+    def _frame_by_frame(self) -> bool:
+        """Whether the autoencoder codes each frame alone (``k_t = s_t = 1``, or ``temporal=false``).
+
+        It then runs on frames ``(B T, C, 1, H, W)``, so the default model and the per-frame baseline
+        compute their autoencoders identically: for one seed they share stage 1 to the bit and
+        differ in the prior alone.
+        """
+        cfg = self.config
+        return not cfg.temporal or (cfg.time_kernel == 1 and cfg.time_downsample == 1)
+
+    def _as_frames(self, x: Tensor) -> Tensor:
+        """``(B, T, ...)`` -> ``(B T, 1, ...)`` when the autoencoder codes frame by frame, else ``x``."""
+        return x.reshape(-1, 1, *x.shape[2:]) if self._frame_by_frame else x
+
     def _frames_first(self, x: Tensor) -> Tensor:
-        """Clips ``(B, T, C, H, W)`` levels -> network input ``(B', C, T', H, W)`` in [-1, 1] (per frame: B' = BT)."""
-        if not self.config.temporal:
-            x = x.reshape(-1, 1, *x.shape[2:])
+        """Clips ``(B, T, C, H, W)`` levels -> network input ``(B', C, T', H, W)`` in [-1, 1] (frame by frame: B' = BT)."""
+        x = self._as_frames(x)
         return to_unit_interval(x, int(self.data.levels or 0)).to(self.quantizer.codebook.dtype).transpose(1, 2)
 
     def _volume_of(self, codes: Tensor, batch: int) -> Tensor:
@@ -241,8 +257,7 @@ class VideoGPT(GenerativeModel):
 
     def _decoder_input(self, codes: Tensor) -> Tensor:
         """Code volumes ``(B, t, h, w)`` -> code vectors in the encoder's layout ``(B', t', h, w, D)``."""
-        vectors = self.quantizer.lookup(codes)
-        return vectors.reshape(-1, 1, *vectors.shape[2:]) if not self.config.temporal else vectors
+        return self._as_frames(self.quantizer.lookup(codes))
 
     def _clip_order(self, y: Tensor, batch: int) -> Tensor:
         """Decoder-layout levels ``(B', C, T', H, W)`` -> clips ``(B, T, C, H, W)``."""
@@ -251,8 +266,7 @@ class VideoGPT(GenerativeModel):
     def recon_nats(self, x: Tensor, codes: Tensor) -> Tensor:
         r""":math:`-\log p(x \mid e_k)` ``(B,)`` nats of clips ``x`` ``(B, T, C, H, W)`` given code volumes ``(B, t, h, w)``."""
         dist = self._decoded(self._decoder_input(codes))
-        target = x.reshape(-1, 1, *x.shape[2:]) if not self.config.temporal else x
-        return -dist.log_prob(target.transpose(1, 2)).reshape(x.shape[0], -1).sum(1)
+        return -dist.log_prob(self._as_frames(x).transpose(1, 2)).reshape(x.shape[0], -1).sum(1)
 
     @torch.no_grad()
     def decode(self, codes: Tensor, mode: bool = False, generator: torch.Generator | None = None) -> Tensor:
@@ -291,8 +305,7 @@ class VideoGPT(GenerativeModel):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         x = batch.x
         q = self.quantize(x)
-        target = x.reshape(-1, 1, *x.shape[2:]) if not self.config.temporal else x
-        recon = -self._decoded(q.z_q).log_prob(target.transpose(1, 2)).reshape(x.shape[0], -1).sum(1)
+        recon = -self._decoded(q.z_q).log_prob(self._as_frames(x).transpose(1, 2)).reshape(x.shape[0], -1).sum(1)
         commitment = q.commitment_loss.reshape(x.shape[0], -1).sum(1)
         perplexity, usage = code_statistics(torch.bincount(q.codes.flatten(), minlength=self.config.codebook_size))
         return {
