@@ -35,3 +35,17 @@ class Zero(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         return x.new_zeros(x.shape[0], self.channels, *x.shape[2:]) + 0 * self.anchor
+
+
+class Constant(nn.Module):
+    """Outputs one value per output channel everywhere (``values``); with prediction=gauss_levels,
+    ``(0,) * C + (20,) * C`` is a flat prior over the levels: the exact denoiser of uniform levels."""
+
+    def __init__(self, values: list[float]):
+        super().__init__()
+        self.register_buffer("values", torch.tensor(values))
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        out = self.values.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
+        return out.expand(x.shape[0], -1, *x.shape[2:]) + 0 * self.anchor

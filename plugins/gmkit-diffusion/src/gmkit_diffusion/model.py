@@ -34,7 +34,7 @@ from gmkit_core.config import option
 from gmkit_core.data import Batch, Dataset, DataSpec
 from gmkit_core.distributions import DiscretizedGaussian, Normal, quantize, to_unit_interval
 from gmkit_core.errors import ConfigError, DataError
-from gmkit_core.interfaces import GenerativeModel, NoiseSchedule
+from gmkit_core.interfaces import GenerativeModel, NoiseSchedule, bits_per_dim
 from gmkit_core.registry import registry
 
 from . import bound, parameterization
@@ -58,6 +58,9 @@ class DDPMConfig:
         "noise schedule: loglinear (log SNR from 9.2 to -10), linear (1e-4..0.02), "
         "cosine (s=0.008), custom (uses betas)",
         in_(("loglinear", "linear", "cosine", "custom")),
+    )
+    logsnr_max: float = option(
+        9.2, "loglinear: log SNR at t = 1 (images with L levels: 9.2 + 2 log((L-1)/16) when above 9.2)"
     )
     T: int = option(1000, "number of diffusion steps (schedule=custom takes T = len(betas))", [instance_of(int), ge(2)])
     betas: tuple[float, ...] = option((), "betas of schedule=custom, comma separated, each in (0, 1)")
@@ -143,20 +146,41 @@ class DDPM(GenerativeModel):
 
     @classmethod
     def defaults_for(cls, data: DataSpec) -> dict[str, Any]:
-        """2D toys need longer training with larger batches than digits (samples match checkerboard)."""
+        """2D toys need longer training with larger batches than digits (samples match checkerboard);
+        images above 16 x 16 get a schedule sized to 10 CPU-minutes of one thread (batch 32, 500 steps
+        of about 0.8 CPU s at 3 x 32 x 32, a shorter EMA) and one validation, at the end."""
         if data.kind == "vector":
             return {**cls.train_defaults, "steps": 10_000, "batch_size": 512}
+        if data.is_large_image:
+            large = {"steps": 500, "batch_size": 32, "lr": 1e-3, "warmup": 50, "ema": 0.99, "eval_every": 500}
+            return {**cls.train_defaults, **large}
         return dict(cls.train_defaults)
 
     @classmethod
     def config_for(cls, data: DataSpec) -> dict[str, Any]:
-        """Images larger than 16 x 16: a U-Net with three resolutions (attention at 8 x 8), and a
-        sampled bound (100 stratified steps, with its standard error) for ``nll`` and 10 steps for
-        validation, since the full bound costs T = 1000 network passes per image
-        (``gmkit eval RUN --set nll_steps=0`` computes it)."""
-        if not data.is_large_image:
-            return {}
-        return {"mults": (1, 2, 2), "attention": (8,), "nll_steps": 100, "val_steps": 10}
+        """Images with ``L > 17`` levels: the loglinear schedule starts at log SNR
+        ``9.2 + 2 log((L-1)/16)``, which keeps the noise at ``t = 1`` the same fraction of the level
+        spacing as 9.2 does for 17 levels (14.74 for 256 levels), over ``T = 2000`` steps.
+
+        Images larger than 16 x 16: ``gauss_levels`` prediction (two output channels per colour
+        channel instead of ``L``), a U-Net of width 32 on three resolutions with attention at 8 x 8
+        and no dropout, and a sampled bound (20 stratified steps plus ``L_0``, with its standard error)
+        for ``nll`` and 4 steps for validation, since the full bound costs T = 2000 network passes
+        per image (``gmkit eval RUN --set nll_steps=0`` computes it)."""
+        out: dict[str, Any] = {}
+        if data.kind == "image" and data.levels and data.levels > 17:
+            out["logsnr_max"] = round(9.2 + 2 * math.log((data.levels - 1) / 16), 2)
+            out["T"] = 2000  # 0.012 in log SNR per step (digits: 0.019): half the time discretisation of T = 1000
+        if data.is_large_image:
+            out.update(
+                prediction="gauss_levels",
+                mults=(1, 2, 2),
+                attention=(8,),
+                dropout=0.0,
+                nll_steps=20,
+                val_steps=4,
+            )
+        return out
 
     @property
     def nll_is_sampled(self) -> bool:
@@ -171,8 +195,8 @@ class DDPM(GenerativeModel):
         self.levels = data.levels if image else None
         self.network_name = config.network if config.network != "auto" else ("unet" if image else "mlp")
         self.prediction = config.prediction if config.prediction != "auto" else ("levels" if image else "eps")
-        if self.prediction == "levels" and not image:
-            raise ConfigError("ddpm: prediction=levels needs image data; use eps, x0 or v for vectors")
+        if self.prediction in ("levels", "gauss_levels") and not image:
+            raise ConfigError(f"ddpm: prediction={self.prediction} needs image data; use eps, x0 or v for vectors")
         self.variance = config.variance if config.variance != "auto" else ("beta_tilde" if image else "beta")
         self.num_classes = data.num_classes if config.class_conditional else None
         self.conditional = self.num_classes is not None  # this instance's capability (the class can be either)
@@ -192,6 +216,8 @@ class DDPM(GenerativeModel):
             return registry.get("schedule", "custom", betas=config.betas)
         if config.betas:
             raise ConfigError(f"ddpm: betas are only used with schedule=custom, not {config.schedule}")
+        if config.schedule == "loglinear":
+            return registry.get("schedule", "loglinear", T=config.T, logsnr_max=config.logsnr_max)
         return registry.get("schedule", config.schedule, T=config.T)
 
     def _build_network(self, config: DDPMConfig, data: DataSpec) -> torch.nn.Module:
@@ -318,8 +344,9 @@ class DDPM(GenerativeModel):
     def bound(self, batch: Batch, steps: int = 0, seed: int | None = None, chunk: int = 2**19) -> Tensor:
         r"""The bound in nats, ``(B,)``: :math:`L_T + \sum_t L_{t-1} + L_0` (given the labels, if any).
 
-        ``steps = 0`` sums all ``T`` terms; ``steps = K`` keeps :math:`L_0` and draws one step per
-        stratum of ``round(linspace(1, T, K+1))`` (steps 2..T), weighted by the stratum size (unbiased).
+        ``steps = 0`` sums all ``T`` terms; ``steps = K`` keeps :math:`L_0` and draws, for each example
+        independently, one step per stratum of ``round(linspace(1, T, K+1))`` (steps 2..T), weighted by
+        the stratum size (unbiased).
         Noise comes from a generator seeded with ``seed`` (default ``config.seed``); the network
         sees up to ``chunk`` scalars (examples x steps x dims) at a time.
         """
@@ -329,26 +356,29 @@ class DDPM(GenerativeModel):
         y = self._labels(batch)
         B = x.shape[0]
         if steps and steps < T - 1:
-            # L_0 (t = 1) exactly; one step per stratum (e_{j-1}, e_j] of t = 2..T, weighted by its size.
+            # L_0 (t = 1) exactly; per example, one step per stratum (e_{j-1}, e_j] of t = 2..T, weighted by
+            # its size (independent draws per example, so the spread over examples carries the sampling noise).
             edges = torch.linspace(1, T, steps + 1, dtype=torch.float64).round().long()
             sizes = edges[1:] - edges[:-1]
-            u = torch.rand(steps, generator=g, device=device, dtype=torch.float64).cpu()
-            ts = [1] + (edges[:-1] + 1 + (u * sizes).long()).tolist()
-            weights = [1] + sizes.tolist()
+            u = torch.rand(steps, B, generator=g, device=device, dtype=torch.float64).cpu()
+            drawn = edges[:-1, None] + 1 + (u * sizes[:, None]).long()  # (steps, B)
+            ts = torch.cat([torch.ones(1, B, dtype=torch.long), drawn])
+            weights = torch.cat([torch.ones(1, dtype=torch.long), sizes]).double()
         else:
-            ts, weights = list(range(1, T + 1)), [1] * T
+            ts = torch.arange(1, T + 1)[:, None].expand(T, B)
+            weights = torch.ones(T, dtype=torch.float64)
+        ts, weights = ts.to(device), weights.to(device)
         total = bound.prior_term(self.schedule, self.to_model_space(x)).double()
         per = max(1, chunk // (B * self.data.dims))
         starts = range(0, len(ts), per)
-        for i in progress_bar(starts, len(starts) > 50, f"bound over {len(ts)} steps"):
-            tk = torch.tensor(ts[i : i + per], device=device)
-            wk = torch.tensor(weights[i : i + per], device=device, dtype=torch.float64)
+        label = f"bound estimate (L_0 + {len(ts) - 1} of {T - 1} steps)" if len(ts) < T else f"bound over all {T} steps"
+        for i in progress_bar(starts, len(starts) > 10, label):
+            tk, wk = ts[i : i + per], weights[i : i + per]
             k = len(tk)
             xs = x.repeat(k, *([1] * (x.ndim - 1)))
             ys = None if y is None else y.repeat(k)
-            tt = tk.repeat_interleave(B)
             eps = torch.randn(xs.shape, generator=g, device=device)
-            term = self.terms(xs, ys, tt, eps)[0].double().reshape(k, B)
+            term = self.terms(xs, ys, tk.reshape(-1), eps)[0].double().reshape(k, B)
             total = total + (wk[:, None] * term).sum(0)
         return total + self._log_scale_nats()
 
@@ -371,7 +401,7 @@ class DDPM(GenerativeModel):
         xt = self.schedule.q_sample(x0, t, eps)
         out = self.network(xt, t, y)
         x0_hat = parameterization.to_x0(self.schedule, self.prediction, out, xt, t, self.levels)
-        if self.prediction == "levels":
+        if self.prediction in ("levels", "gauss_levels"):
             pred = parameterization.to_eps(self.schedule, x0_hat, xt, t)
         else:
             pred = out
@@ -445,6 +475,30 @@ class DDPM(GenerativeModel):
         return {"sampler": "ddim", "steps": self.config.sample_steps}
 
     def evaluate(self, data: Dataset, batch_size: int = 256) -> dict[str, Any]:
-        out = super().evaluate(data, batch_size)
+        """The base class's figures; a conditional model computes its bound once per example, since
+        its marginal figure is that bound plus ``log K`` (the base class would compute both)."""
+        if self.num_classes is not None and data.y is not None:
+            values = self._per_example(data, batch_size, self.nll)  # -log p(x | y) bounds, (N,)
+            n, dims = len(values), data.spec.dims
+            mean = float(values.mean()) if n else 0.0
+            out: dict[str, Any] = {"n": len(data), "likelihood": "bound", "exact": False}
+            out["conditional_nll_nats"], out["conditional"] = mean, True
+            out["nll_nats"] = mean + math.log(self.num_classes)
+            if self.nll_is_sampled and n > 1:
+                out["nll_stderr_nats"] = float(values.std() / math.sqrt(n))
+            if data.spec.kind != "vector":
+                for key in [k for k in out if k.endswith("nll_nats")]:
+                    out[key.replace("nll_nats", "bits_per_dim")] = bits_per_dim(out[key], dims)
+                if "nll_stderr_nats" in out:
+                    out["bits_per_dim_stderr"] = bits_per_dim(out["nll_stderr_nats"], dims)
+        else:
+            out = super().evaluate(data, batch_size)
         out["bound_steps"] = self.config.nll_steps or self.schedule.T
+        if self.nll_is_sampled:
+            T = self.schedule.T
+            out["bound_estimate"] = (
+                f"unbiased estimate of the {T}-step bound (L_T + L_0 + {self.config.nll_steps} stratified steps "
+                f"of 2..{T} per example), not itself a bound; nll_stderr_nats is its standard error; "
+                "--set nll_steps=0 for the full bound"
+            )
         return out

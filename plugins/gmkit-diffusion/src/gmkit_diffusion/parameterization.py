@@ -27,6 +27,8 @@ Shapes: ``xt`` ``(B, *shape)``; the network output ``(B, *shape)``, or ``(B, C*L
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -35,16 +37,68 @@ from gmkit_core.interfaces import NoiseSchedule
 
 __all__ = ["PREDICTIONS", "output_channels", "to_x0", "to_eps", "target"]
 
-PREDICTIONS = ("eps", "x0", "v", "levels")
+PREDICTIONS = ("eps", "x0", "v", "levels", "gauss_levels")
 
 
 def output_channels(prediction: str, channels: int, levels: int | None) -> int:
     """Channels (images) or features (vectors) the network must output for ``prediction``."""
-    if prediction != "levels":
+    if prediction not in ("levels", "gauss_levels"):
         return channels
     if levels is None:
-        raise ValueError("prediction 'levels' needs the number of levels")
-    return channels * levels
+        raise ValueError(f"prediction '{prediction}' needs the number of levels")
+    return channels * levels if prediction == "levels" else 2 * channels
+
+
+WINDOW = 4  # gauss_levels: levels each side of the posterior mean summed exactly when its sd < the level spacing
+
+
+def gauss_posterior(out: Tensor, xt: Tensor, a: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``gauss_levels``: the Gaussian in :math:`c` of prior :math:`\mathcal N(m, e^{u})` (``out = (m, u)``,
+    ``(B, 2C, H, W)``) times the likelihood :math:`\mathcal N(x_t; a c, s^2)`: its mean and sd, ``(B, C, H, W)``."""
+    C = out.shape[1] // 2
+    m, prior_prec = out[:, :C], torch.exp(-out[:, C:].clamp(-20.0, 20.0))
+    prec = prior_prec + (a / s).square()
+    return (m * prior_prec + xt * a / s.square()) / prec, prec.rsqrt()
+
+
+def _truncated_normal_mean(mu: Tensor, sd: Tensor, half: float) -> Tensor:
+    """Mean of N(mu, sd^2) truncated to [-half, half], stable in float64 for any ``mu``."""
+    sign = torch.where(mu > 0, -1.0, 1.0).to(mu)
+    m = mu * sign  # <= 0: reflect so that the upper limit is always at least `half` away
+    lo, hi = (-half - m) / sd, (half - m) / sd  # lo < hi, hi > 0
+    # log(Phi(hi) - Phi(lo)): directly when lo <= 0, as log(Q(lo) - Q(hi)) when lo > 0; each branch gets
+    # arguments on its own side so that the branch not taken stays finite (and so do its gradients).
+    ln_p_lo, ln_p_hi = torch.special.log_ndtr(lo.clamp(max=0.0)), torch.special.log_ndtr(hi)
+    log_z_left = ln_p_hi + torch.log(-torch.expm1(ln_p_lo - ln_p_hi))
+    ln_q_lo, ln_q_hi = torch.special.log_ndtr(-lo.clamp(min=0.0)), torch.special.log_ndtr(-hi)
+    log_z_right = ln_q_lo + torch.log(-torch.expm1(ln_q_hi - ln_q_lo))
+    log_z = torch.where(lo > 0, log_z_right, log_z_left)
+    c = 0.5 * math.log(2 * math.pi)
+    ratio = torch.exp(-0.5 * lo.square() - c - log_z) - torch.exp(-0.5 * hi.square() - c - log_z)
+    return sign * (m + sd * ratio)
+
+
+def gauss_levels_mean(mu: Tensor, sd: Tensor, levels: int) -> Tensor:
+    r"""Mean of the discretised Gaussian :math:`\pi_k \propto \exp(-(c_k - \mu)^2 / (2\,\mathrm{sd}^2))` on the
+    ``L`` levels :math:`c_k = 2k/(L-1) - 1`.
+
+    Where ``sd`` is below the level spacing :math:`\Delta = 2/(L-1)`, summed exactly over the
+    ``2 * WINDOW + 1`` levels nearest :math:`\mu` (each of the rest weighs below :math:`e^{-(WINDOW+1/2)^2/2}` of the total);
+    elsewhere its continuous limit, the mean of :math:`\mathcal N(\mu, \mathrm{sd}^2)` truncated to
+    :math:`[-1 - \\Delta/2, 1 + \\Delta/2]` and clipped to :math:`[-1, 1]` (the midpoint rule: exact in
+    the interior up to :math:`e^{-2\\pi^2 \\mathrm{sd}^2/\\Delta^2}`, off by less than :math:`\\Delta/2` near the ends).
+    """
+    delta = 2.0 / (levels - 1)
+    k0 = torch.round((mu.detach().clamp(-1.0, 1.0) + 1) / delta)
+    k = k0.unsqueeze(-1) + torch.arange(-WINDOW, WINDOW + 1, device=mu.device, dtype=mu.dtype)
+    c = k * delta - 1
+    small = sd.clamp(max=delta).unsqueeze(-1)
+    logits = (-(c - mu.unsqueeze(-1)).square() / (2 * small.square())).masked_fill(
+        (k < 0) | (k > levels - 1), -math.inf
+    )
+    near = (torch.softmax(logits, dim=-1) * c).sum(-1)
+    far = _truncated_normal_mean(mu.double(), sd.double().clamp(min=delta), 1 + delta / 2).clamp(-1.0, 1.0)
+    return torch.where(sd < delta, near, far.to(mu.dtype))
 
 
 def _coefs(schedule: NoiseSchedule, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -63,6 +117,11 @@ def to_x0(
         return out
     if prediction == "v":
         return a * xt - s * out
+    if prediction == "gauss_levels":
+        if levels is None:
+            raise ValueError("prediction 'gauss_levels' needs the number of levels")
+        mu, sd = gauss_posterior(out, xt, a, s)
+        return gauss_levels_mean(mu, sd, levels)
     if prediction == "levels":
         if levels is None:
             raise ValueError("prediction 'levels' needs the number of levels")
