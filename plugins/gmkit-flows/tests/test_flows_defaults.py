@@ -85,7 +85,7 @@ def test_large_image_trainer_settings_and_options() -> None:
     for name in ("realnvp", "glow", "maf", "nsf"):
         cls = registry.entry("model", name).load()
         large = cls.defaults_for(LARGE)
-        assert (large["batch_size"], large["steps"], large["patience"], large["max_minutes"]) == (32, 1200, 0, 0)
+        assert (large["batch_size"], large["steps"], large["patience"], large["max_minutes"]) == (32, 900, 0, 0)
         assert cls.defaults_for(IMAGE) == cls.train_defaults  # 8x8 digits: unchanged
     realnvp = registry.get("model", "realnvp", data=LARGE)
     assert (realnvp.config.scales, realnvp.config.steps, realnvp.config.hidden, realnvp.dropout) == (3, 2, 32, 0.0)

@@ -76,14 +76,15 @@ VECTOR_TRAIN_DEFAULTS: dict[str, Any] = {**TRAIN_DEFAULTS, "batch_size": 256, "p
 #: The dropout used on images when the config leaves ``dropout`` unset.
 IMAGE_DROPOUT = 0.3
 
-#: Trainer settings on images with a side above 16 (``DataSpec.is_large_image``: 28x28, 32x32x3): about
-#: 10 CPU-minutes on one thread for the large-image architectures of ``realnvp`` and ``glow``
+#: Trainer settings on images with a side above 16 (``DataSpec.is_large_image``: 28x28, 32x32x3): under
+#: 10 CPU-minutes on one thread for the large-image architectures of ``realnvp`` and ``glow`` (``glow`` on
+#: ``patches32``: 0.55 CPU s per step on a busy machine, 1200 steps took 660 s)
 #: (``config_for``; docs/models/flows.md). Batches of 32, a fixed number of steps and no early stop or
 #: wall-clock cut, so the figure does not depend on the machine's load; validation takes one
 #: dequantisation draw per example (:meth:`FlowModel.validation_score`).
 LARGE_IMAGE_TRAIN_DEFAULTS: dict[str, Any] = {
     **TRAIN_DEFAULTS,
-    "steps": 1200,
+    "steps": 900,
     "batch_size": 32,
     "patience": 0,
     "max_minutes": 0.0,
