@@ -158,7 +158,7 @@ def test_dequantized_training_data_fill_the_bins_of_the_bound() -> None:
     spec = load("digits", "train").spec
     data = load("digits", "train")
     batch = data.batch(torch.arange(32))
-    plain = build("flow_matching", spec, **SMALL_UNET)
+    plain = build("flow_matching", spec, dequantize=False, **SMALL_UNET)
     centres = plain.to_model_space(batch.x)
     assert torch.equal(plain.training_data(batch), centres)
     model = build("flow_matching", spec, dequantize=True, **SMALL_UNET)

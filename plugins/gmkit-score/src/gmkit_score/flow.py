@@ -56,6 +56,9 @@ class FlowMatchingConfig(PathTrainingConfig):
     reflow_nfe: int = opt(64, "RK4 velocity evaluations per reflow pair (a multiple of 4)", instance_of(int), ge(4))
     sampler: str = opt("heun", "sampler of `sample`: euler, heun or dpmpp_2m", in_(("euler", "heun", "dpmpp_2m")))
     nfe: int = opt(39, "velocity evaluations of `sample`", instance_of(int), ge(1))
+    dequantize: bool = opt(
+        True, "images: train on c_x + u, u ~ U[-1/(L-1), 1/(L-1)), the density the likelihood bound integrates"
+    )
 
 
 class FlowMatching(ContinuousModel):
