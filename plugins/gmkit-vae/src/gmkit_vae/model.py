@@ -57,13 +57,15 @@ class VAEConfig:
     latent_dim: int = option(16, "size D of the latent z", v.gt(0))
     network: str = option(
         "auto",
-        "encoder/decoder: mlp, conv (images with sides multiple of 4), auto = conv for images >= 16x16 else mlp",
+        "encoder/decoder: mlp, conv (images with sides multiple of 4), spatial (conv with a latent map of "
+        "latent_dim / (H/4 * W/4) channels at H/4 x W/4; the default above 16x16), auto = conv for images "
+        ">= 16x16 else mlp",
         v.in_(NETWORKS),
     )
     hidden: tuple[int, ...] = option(
         (512,), "widths of the fully connected hidden layers of the encoder (the decoder mirrors them)", converter=tuple
     )
-    channels: int = option(32, "channels of the first conv layer (conv network only)", v.gt(0))
+    channels: int = option(32, "channels of the first conv layer (conv and spatial networks only)", v.gt(0))
     activation: str = option("elu", "hidden-layer nonlinearity", v.in_(tuple(ACTIVATIONS)))
     dropout: float = option(
         0.3, "dropout after each fully connected hidden layer (regularises small data sets)", [v.ge(0.0), v.lt(1.0)]
