@@ -166,3 +166,12 @@ def test_dequantized_training_data_fill_the_bins_of_the_bound() -> None:
     half = 1.0 / (spec.levels - 1)
     assert bool(((x - centres).abs() <= half).all()) and float((x - centres).abs().mean()) > 0.4 * half
     assert torch.equal(model.decode(x), batch.x.long())  # each point stays in its own bin
+
+
+def test_flow_matching_uses_fourier_features_on_2d_vectors_only() -> None:
+    cls = registry.entry("model", "flow_matching").load()
+    plane = DataSpec("checkerboard", "vector", (2,))
+    assert cls.config_for(plane) == {"x_fourier": (0, 1, 2)}
+    assert registry.get("model", "flow_matching", data=plane).input_multiplier == 7
+    assert cls.config_for(DataSpec("wide", "vector", (8,))) == {}
+    assert cls.config_for(DataSpec("digits", "image", (1, 8, 8), levels=17, num_classes=10)) == {}
