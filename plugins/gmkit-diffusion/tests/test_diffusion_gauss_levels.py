@@ -5,6 +5,7 @@ the stratified bound (unbiased, with a standard error that carries its noise).""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -99,9 +100,13 @@ def test_bound_of_the_exact_denoiser_of_uniform_256_level_data_is_log_256():
 
 
 def test_tiny_space_bound_of_gauss_levels_is_valid():
-    """sum_x exp(-bound(x)) <= 1 over all 3^4 images of 1x2x2 pixels with 3 levels: perturbed networks
-    (several initial weights), and near 1 for the flat prior (the exact denoiser of uniform levels)."""
-    import itertools
+    """sum_x exp(-E[bound(x)]) <= 1 over all 3^4 images of 1x2x2 pixels with 3 levels: perturbed networks
+    (several initial weights), and the flat prior (the exact denoiser of uniform levels). The bound is an
+    expectation over its noise (one draw can put the sum above 1), so each image's is averaged over 32 seeds."""
+
+    def mass(model) -> float:  # noqa: ANN001
+        bounds = torch.stack([model.bound(Batch(x), seed=k) for k in range(32)]).double()
+        return float(torch.exp(-bounds.mean(0)).sum())
 
     spec = DataSpec("tiny", "image", (1, 2, 2), levels=3)
     x = torch.tensor(list(itertools.product(range(3), repeat=4))).reshape(-1, 1, 2, 2)
@@ -113,11 +118,9 @@ def test_tiny_space_bound_of_gauss_levels_is_valid():
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-        mass = float(torch.exp(-model.eval().bound(Batch(x))).sum())
-        assert 0.1 < mass <= 1.0 + 1e-3, seed
+        assert 0.1 < mass(model.eval()) <= 1.0, seed
     model.network = Constant([0.0, 20.0])
-    mass = float(torch.exp(-model.bound(Batch(x))).sum())
-    assert 0.9 < mass <= 1.0 + 1e-3
+    assert 0.5 < mass(model) <= 1.0
 
 
 def test_sampled_bound_draws_steps_per_example_and_its_spread_is_its_noise():

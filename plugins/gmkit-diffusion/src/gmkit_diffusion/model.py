@@ -36,6 +36,7 @@ from gmkit_core.distributions import DiscretizedGaussian, Normal, quantize, to_u
 from gmkit_core.errors import ConfigError, DataError
 from gmkit_core.interfaces import GenerativeModel, NoiseSchedule, bits_per_dim
 from gmkit_core.registry import registry
+from gmkit_core.seeding import batch_generator
 
 from . import bound, parameterization
 from .path import DDPMPath, to_step
@@ -341,18 +342,27 @@ class DDPM(GenerativeModel):
         return kl, x0_hat, xt
 
     @torch.no_grad()
-    def bound(self, batch: Batch, steps: int = 0, seed: int | None = None, chunk: int = 2**19) -> Tensor:
+    def bound(
+        self,
+        batch: Batch,
+        steps: int = 0,
+        seed: int | None = None,
+        chunk: int = 2**19,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         r"""The bound in nats, ``(B,)``: :math:`L_T + \sum_t L_{t-1} + L_0` (given the labels, if any).
 
         ``steps = 0`` sums all ``T`` terms; ``steps = K`` keeps :math:`L_0` and draws, for each example
         independently, one step per stratum of ``round(linspace(1, T, K+1))`` (steps 2..T), weighted by
         the stratum size (unbiased).
-        Noise comes from a generator seeded with ``seed`` (default ``config.seed``); the network
+        Noise comes from a generator seeded with ``seed`` (default ``config.seed``) and the batch's
+        values (:func:`~gmkit_core.seeding.batch_generator`: other batches, other draws), or from
+        ``generator`` when given (common random numbers across calls); the network
         sees up to ``chunk`` scalars (examples x steps x dims) at a time.
         """
         T, device = self.schedule.T, self._device()
-        g = torch.Generator(device=device).manual_seed(self.config.seed if seed is None else seed)
         x = batch.x.to(device)
+        g = generator or batch_generator(self.config.seed if seed is None else seed, x)
         y = self._labels(batch)
         B = x.shape[0]
         if steps and steps < T - 1:

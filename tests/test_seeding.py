@@ -1,0 +1,32 @@
+"""Noise seeded by a number and the batch it is drawn for."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gmkit_core.seeding import batch_generator
+
+
+def _draw(seed: int, x: torch.Tensor) -> torch.Tensor:
+    return torch.rand(4, generator=batch_generator(seed, x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(-(2**40), 2**40), st.lists(st.integers(0, 255), min_size=1, max_size=12))
+def test_the_same_seed_and_values_draw_the_same_noise_and_a_change_draws_other_noise(
+    seed: int, values: list[int]
+) -> None:
+    x = torch.tensor(values)
+    assert torch.equal(_draw(seed, x), _draw(seed, x.clone()))
+    changed = x.clone()
+    changed[0] += 1
+    assert not torch.equal(_draw(seed, x), _draw(seed, changed))
+    assert not torch.equal(_draw(seed, x), _draw(seed + 1, x))
+
+
+def test_shape_and_dtype_enter_the_seed() -> None:
+    x = torch.zeros(4, dtype=torch.int64)
+    assert not torch.equal(_draw(0, x), _draw(0, x.reshape(2, 2)))
+    assert not torch.equal(_draw(0, x), _draw(0, torch.zeros(8, dtype=torch.int32)))
