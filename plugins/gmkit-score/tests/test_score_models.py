@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -130,6 +131,30 @@ def test_training_times_are_stratified_powers_of_a_uniform(power: float) -> None
     assert bool(((t >= 0.1) & (t <= 0.9)).all())
     u = ((t - 0.1) / 0.8).pow(1 / power).sort().values  # back to the antithetic uniforms: spaced by 1/64
     assert torch.allclose(u.diff(), torch.full((63,), 1 / 64), atol=1e-5)
+
+
+@pytest.mark.parametrize("sde", ["vp", "subvp", "ve"])
+def test_likelihood_weighting_importance_samples_minus_the_log_snr_rate(sde: str) -> None:
+    """E_{t ~ p}[f(t)] (lambda(t_eps) - lambda(1)) = int -lambda'(t) f(t) dt: the g^2-weighted loss, by quadrature."""
+    model = build("score_sde", VEC, hidden=8, depth=1, sde=sde, weighting="likelihood")
+    path = model.path()
+    torch.manual_seed(0)
+    t = model.training_times(4096, torch.device("cpu")).double()
+    assert bool(((t >= 1e-5 * 0.99) & (t <= 1.0)).all())
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return torch.cos(3 * t) + t
+
+    ends = path.log_snr(torch.tensor([1.0, 1e-5], dtype=torch.float64))
+    sampled = float(f(t).mean() * (ends[1] - ends[0]))
+    s = torch.linspace(math.log(1e-5), 0.0, 200_001, dtype=torch.float64)  # quadrature in log t
+    _, _, da, ds = path.derivatives(s.exp())
+    a, sg = path.alpha(s.exp()), path.sigma(s.exp())
+    rate = -2 * (da / a - ds / sg) * s.exp()  # -d lambda / d log t, from the path's derivatives
+    assert sampled == pytest.approx(float(torch.trapezoid(rate * f(s.exp()), s)), rel=2e-3)
+    with pytest.raises(ConfigError, match="t_power"):
+        build("score_sde", VEC, hidden=8, depth=1, weighting="likelihood", t_power=2.0)
+    check_model("score_sde", data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, sde=sde, weighting="likelihood")
 
 
 @pytest.mark.parametrize("name", ["flow_matching", "score_sde"])

@@ -9,10 +9,22 @@ Each SDE :math:`dx = f(t)x\,dt + g(t)\,dW` has Gaussian marginals :math:`x_t = \
 - ``subvp``: the same :math:`\alpha`, :math:`\sigma = 1 - \alpha^2` (eq. 12);
 - ``ve``: :math:`\alpha = 1`, :math:`\sigma = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t` (eq. 9; SMLD's limit).
 
-Training is denoising score matching with the weight :math:`\lambda(t) = \sigma(t)^2` (eq. 7): the
-network predicts :math:`\hat\epsilon(c_{\rm in}x_t, t)` with :math:`c_{\rm in} = (\alpha^2 + \sigma^2)^{-1/2}`
-and :math:`s_\theta(x, t) = -\hat\epsilon/\sigma`, so the loss is :math:`E\|\hat\epsilon - \epsilon\|^2`,
-:math:`t \sim U[t_\epsilon, 1]` (antithetic). Sampling (``sample(method=...)``):
+Training is denoising score matching: the network predicts :math:`\hat\epsilon(c_{\rm in}x_t, t)`
+with :math:`c_{\rm in} = (\alpha^2 + \sigma^2)^{-1/2}` and :math:`s_\theta(x, t) = -\hat\epsilon/\sigma`, so
+:math:`w(t)\|s_\theta - \nabla\log p(x_t \mid x_0)\|^2 = \tfrac{w(t)}{\sigma^2}\|\hat\epsilon - \epsilon\|^2`.
+``weighting`` picks :math:`w`:
+
+- ``sigma2``: :math:`w = \sigma^2` (eq. 7): the loss :math:`E\|\hat\epsilon - \epsilon\|^2`,
+  :math:`t \sim U[t_\epsilon, 1]` (antithetic, raised to ``t_power``);
+- ``likelihood``: :math:`w = g^2` (Song et al., 2021, arXiv:2101.09258), for which the score-matching
+  loss bounds the negative log-likelihood. For every Gaussian path
+  :math:`g^2/\sigma^2 = \tfrac{d\log\sigma^2}{dt} - 2f = -\dot\lambda(t)` (:math:`\lambda` the log-SNR), so
+  sampling :math:`t` with density :math:`\propto -\dot\lambda`, i.e. :math:`\lambda` uniform on
+  :math:`[\lambda(1), \lambda(t_\epsilon)]` (antithetic), turns it into
+  :math:`\tfrac12(\lambda(t_\epsilon) - \lambda(1))\,E\|\hat\epsilon - \epsilon\|^2` (importance sampling;
+  VDM's loss on this path). The loss reported is the per-dimension :math:`E\|\hat\epsilon - \epsilon\|^2`.
+
+Sampling (``sample(method=...)``):
 
 - ``ode``: the probability-flow ODE with a shared solver (``sampler``, ``nfe``);
 - ``em``: Euler-Maruyama on the reverse SDE :math:`dx = [f x - g^2 s_\theta]dt + g\,d\bar W` (eq. 6),
@@ -40,6 +52,7 @@ from .base import ContinuousModel, PathTrainingConfig, at, fourier_features, opt
 __all__ = ["ScoreSDE", "ScoreSDEConfig", "VPPath", "SubVPPath", "VEPath", "METHODS"]
 
 METHODS = ("ode", "em", "pc")
+WEIGHTINGS = ("sigma2", "likelihood")
 
 
 class VPPath(GaussianPath):
@@ -87,6 +100,11 @@ class ScoreSDEConfig(PathTrainingConfig):
     beta_max: float = opt(20.0, "vp/subvp: beta(1)", gt(0.0))
     sigma_min: float = opt(0.01, "ve: sigma(0)", gt(0.0))
     sigma_max: float = opt(20.0, "ve: sigma(1) (about the largest distance between data points)", gt(0.0))
+    weighting: str = opt(
+        "sigma2",
+        "score-matching weight: sigma2 (t uniform) or likelihood (g^2, times uniform in log-SNR)",
+        in_(WEIGHTINGS),
+    )
     t_eps: float = opt(1e-5, "smallest time of training, sampling and the likelihood ODE", gt(0.0))
     method: str = opt(
         "ode",
@@ -109,6 +127,8 @@ class ScoreSDE(ContinuousModel):
             raise ConfigError(f"score_sde: sigma_min ({config.sigma_min}) must be below sigma_max ({config.sigma_max})")
         if config.sde != "ve" and not config.beta_min < config.beta_max:
             raise ConfigError(f"score_sde: beta_min ({config.beta_min}) must be below beta_max ({config.beta_max})")
+        if config.weighting == "likelihood" and config.t_power != 1.0:
+            raise ConfigError("score_sde: t_power applies to weighting=sigma2 (likelihood draws times by log-SNR)")
         if config.t_eps >= 0.5:
             raise ConfigError(f"score_sde: t_eps must be small (< 0.5), got {config.t_eps}")
         self.exponents = self.input_exponents(config)
@@ -141,11 +161,20 @@ class ScoreSDE(ContinuousModel):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         x = self.training_data(batch)
         y = self.drop_labels(self.labels(batch))
-        t = training_times(x.shape[0], x.device, self.config.t_eps, 1.0, self.config.t_power)
+        t = self.training_times(x.shape[0], x.device)
         eps = torch.randn_like(x)
         x_t = at(self._path.alpha(t), x) * x + at(self._path.sigma(t), x) * eps
         loss = (self.eps_hat(x_t, t, y) - eps).square().flatten(1).mean(1).mean()
         return {"loss": loss}
+
+    def training_times(self, B: int, device: torch.device) -> Tensor:
+        r"""``(B,)`` times: antithetic uniform in :math:`t` (``sigma2``) or in :math:`\lambda(t)` (``likelihood``)."""
+        c = self.config
+        if c.weighting == "sigma2":
+            return training_times(B, device, c.t_eps, 1.0, c.t_power)
+        ends = self._path.log_snr(torch.tensor([1.0, c.t_eps], device=device))
+        lam = training_times(B, device, float(ends[0]), float(ends[1]), 1.0)
+        return self._path.time_at(lam)
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(
