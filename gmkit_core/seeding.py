@@ -19,5 +19,5 @@ def batch_generator(seed: int, x: torch.Tensor, device: torch.device | str | Non
     """
     h = hashlib.blake2b(str(seed).encode(), digest_size=8)
     h.update(str((tuple(x.shape), x.dtype)).encode())
-    h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bf16 too
     return torch.Generator(device=device or x.device).manual_seed(int.from_bytes(h.digest(), "little") >> 1)

@@ -30,3 +30,11 @@ def test_shape_and_dtype_enter_the_seed() -> None:
     x = torch.zeros(4, dtype=torch.int64)
     assert not torch.equal(_draw(0, x), _draw(0, x.reshape(2, 2)))
     assert not torch.equal(_draw(0, x), _draw(0, torch.zeros(8, dtype=torch.int32)))
+
+
+def test_every_dtype_and_layout_is_read_by_its_bytes() -> None:
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    for y in (x.bfloat16(), x.double(), x.bool(), torch.tensor(3.0)):
+        assert torch.equal(_draw(0, y), _draw(0, y.clone()))
+    assert torch.equal(_draw(0, x.t()), _draw(0, x.t().contiguous()))  # the values, not the strides
+    assert not torch.equal(_draw(0, x.bfloat16()), _draw(0, (x + 1).bfloat16()))
