@@ -11,10 +11,13 @@ from gmkit_score.base import training_times
 from gmkit_score.ode import divergence_exact
 from gmkit_score.ot import assignment, ot_pairing
 from gmkit_score.sde import SubVPPath, VEPath, VPPath
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from score_helpers import build
 
-from gmkit_core.data import Dataset, DataSpec, load
+from gmkit_core.data import Batch, Dataset, DataSpec, load
 from gmkit_core.errors import ConfigError
+from gmkit_core.paths import GaussianPath
 from gmkit_core.registry import registry
 from gmkit_core.testing import check_model
 from gmkit_core.training.config import TrainConfig
@@ -152,9 +155,45 @@ def test_likelihood_weighting_importance_samples_minus_the_log_snr_rate(sde: str
     a, sg = path.alpha(s.exp()), path.sigma(s.exp())
     rate = -2 * (da / a - ds / sg) * s.exp()  # -d lambda / d log t, from the path's derivatives
     assert sampled == pytest.approx(float(torch.trapezoid(rate * f(s.exp()), s)), rel=2e-3)
+    _, g2 = model.sde_coefficients(s.exp())  # the weight is the SDE's own g^2: g^2 / sigma^2 = -lambda'
+    assert torch.allclose(g2 / sg.square() * s.exp(), rate, rtol=1e-6)
     with pytest.raises(ConfigError, match="t_power"):
         build("score_sde", VEC, hidden=8, depth=1, weighting="likelihood", t_power=2.0)
     check_model("score_sde", data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, sde=sde, weighting="likelihood")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from(["vp", "subvp", "ve"]),
+    st.floats(0.01, 1.0),
+    st.floats(1.5, 300.0),
+    st.floats(0.0, 1.0),
+)
+def test_closed_form_time_at_inverts_the_log_snr_as_the_bisection_does(
+    sde: str, low: float, ratio: float, u: float
+) -> None:
+    path = VEPath(low, low * ratio) if sde == "ve" else (SubVPPath if sde == "subvp" else VPPath)(low, low * ratio)
+    ends = path.log_snr(torch.tensor([1.0, 1e-5], dtype=torch.float64))
+    lam = ends[0] + u * (ends[1] - ends[0])
+    t = path.time_at(lam[None])
+    assert float(path.log_snr(t)[0]) == pytest.approx(float(lam), abs=1e-7 * (1 + abs(float(lam))) + 1e-6)
+    assert float(t[0]) == pytest.approx(float(GaussianPath.time_at(path, lam[None])[0]), rel=1e-4, abs=1e-6)
+
+
+def test_score_sde_loss_regresses_eps_at_the_weightings_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build("score_sde", VEC, hidden=8, depth=1, weighting="likelihood")
+    x = torch.randn(5, 2)
+    t = torch.tensor([1e-3, 0.01, 0.1, 0.5, 0.9])
+    monkeypatch.setattr(model, "training_times", lambda B, device: t)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        loss = model.loss(Batch(x))["loss"]
+        torch.manual_seed(0)
+        eps = torch.randn(5, 2)
+        path = model.path()
+        x_t = path.alpha(t)[:, None] * model.to_model_space(x) + path.sigma(t)[:, None] * eps
+        expected = (model.eps_hat(x_t, t, None) - eps).square().mean()
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", ["flow_matching", "score_sde"])

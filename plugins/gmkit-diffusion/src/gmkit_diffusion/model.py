@@ -357,7 +357,8 @@ class DDPM(GenerativeModel):
         the stratum size (unbiased).
         Noise comes from a generator seeded with ``seed`` (default ``config.seed``) and the batch's
         values (:func:`~gmkit_core.seeding.batch_generator`: other batches, other draws), or from
-        ``generator`` when given (common random numbers across calls); the network
+        ``generator`` when given (on the model's device; it advances, so pass a freshly seeded one to
+        give two calls the same draws); the network
         sees up to ``chunk`` scalars (examples x steps x dims) at a time.
         """
         T, device = self.schedule.T, self._device()

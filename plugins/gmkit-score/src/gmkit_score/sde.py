@@ -19,10 +19,11 @@ with :math:`c_{\rm in} = (\alpha^2 + \sigma^2)^{-1/2}` and :math:`s_\theta(x, t)
 - ``likelihood``: :math:`w = g^2` (Song et al., 2021, arXiv:2101.09258), for which the score-matching
   loss bounds the negative log-likelihood. For every Gaussian path
   :math:`g^2/\sigma^2 = \tfrac{d\log\sigma^2}{dt} - 2f = -\dot\lambda(t)` (:math:`\lambda` the log-SNR), so
-  sampling :math:`t` with density :math:`\propto -\dot\lambda`, i.e. :math:`\lambda` uniform on
-  :math:`[\lambda(1), \lambda(t_\epsilon)]` (antithetic), turns it into
-  :math:`\tfrac12(\lambda(t_\epsilon) - \lambda(1))\,E\|\hat\epsilon - \epsilon\|^2` (importance sampling;
-  VDM's loss on this path). The loss reported is the per-dimension :math:`E\|\hat\epsilon - \epsilon\|^2`.
+  :math:`\tfrac12\int_{t_\epsilon}^1 \tfrac{g^2}{\sigma^2} E\|\hat\epsilon - \epsilon\|^2 dt
+  = \tfrac12(\lambda(t_\epsilon) - \lambda(1))\,E_{t\sim p}\|\hat\epsilon - \epsilon\|^2` with
+  :math:`p(t) \propto -\dot\lambda(t)`: :math:`\lambda` drawn uniformly on :math:`[\lambda(1), \lambda(t_\epsilon)]`
+  (antithetic) and inverted in closed form (importance sampling; VDM's diffusion loss on this path).
+  The loss reported is the per-dimension :math:`E_{t\sim p}\|\hat\epsilon - \epsilon\|^2`.
 
 Sampling (``sample(method=...)``):
 
@@ -36,6 +37,7 @@ Sampling (``sample(method=...)``):
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import attrs
@@ -70,12 +72,28 @@ class VPPath(GaussianPath):
     def sigma(self, t: Tensor) -> Tensor:
         return (-torch.expm1(2 * self.log_alpha(t))).sqrt()
 
+    def time_at(self, log_snr: Tensor, iters: int = 0) -> Tensor:
+        r"""Closed form: :math:`\alpha^2 = \mathrm{sigmoid}(\lambda)`, so :math:`-\log\alpha = \tfrac12\mathrm{softplus}(-\lambda)`."""
+        return self.time_at_neg_log_alpha(0.5 * torch.nn.functional.softplus(-log_snr))
+
+    def time_at_neg_log_alpha(self, c: Tensor) -> Tensor:
+        r"""The root of :math:`\tfrac14\Delta\beta\,t^2 + \tfrac12\beta_{\min}t = c` (:math:`c = -\log\alpha`), in the stable
+        form :math:`t = 2c / (b + \sqrt{b^2 + 4ac})`, clamped to ``[t_min, t_max]`` as the bisection is."""
+        a, b = 0.25 * (self.beta_max - self.beta_min), 0.5 * self.beta_min
+        return (2 * c / (b + (b * b + 4 * a * c).sqrt())).clamp(self.t_min, self.t_max)
+
 
 class SubVPPath(VPPath):
     r"""The sub-VP SDE's marginals: :math:`\sigma = 1 - \alpha^2`."""
 
     def sigma(self, t: Tensor) -> Tensor:
         return -torch.expm1(2 * self.log_alpha(t))
+
+    def time_at(self, log_snr: Tensor, iters: int = 0) -> Tensor:
+        r"""Closed form: :math:`e^\lambda = \alpha^2/(1 - \alpha^2)^2` has the root :math:`\alpha^2 < 1` with
+        :math:`-\log\alpha^2 = \mathrm{softplus}(-\lambda + \log\tfrac12(1 + \sqrt{1 + 4e^\lambda}))` (stable at both ends)."""
+        q = -log_snr + torch.log(0.5 * (1 + (1 + 4 * log_snr.exp()).sqrt()))
+        return self.time_at_neg_log_alpha(0.5 * torch.nn.functional.softplus(q))
 
 
 class VEPath(GaussianPath):
@@ -89,6 +107,11 @@ class VEPath(GaussianPath):
 
     def sigma(self, t: Tensor) -> Tensor:
         return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def time_at(self, log_snr: Tensor, iters: int = 0) -> Tensor:
+        r"""Closed form: :math:`\lambda = -2\log\sigma`, linear in :math:`t`."""
+        t = (-0.5 * log_snr - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
+        return t.clamp(self.t_min, self.t_max)
 
 
 @attrs.frozen
@@ -139,6 +162,9 @@ class ScoreSDE(ContinuousModel):
             if c.sde == "ve"
             else (SubVPPath if c.sde == "subvp" else VPPath)(c.beta_min, c.beta_max, c.t_eps)
         )
+        ends = self._path.log_snr(torch.tensor([1.0, c.t_eps], dtype=torch.float64))
+        #: :math:`(\lambda(1), \lambda(t_\epsilon))`, the range ``weighting=likelihood`` draws from
+        self.log_snr_range = (float(ends[0]), float(ends[1]))
 
     def path(self) -> GaussianPath:
         return self._path
@@ -172,8 +198,7 @@ class ScoreSDE(ContinuousModel):
         c = self.config
         if c.weighting == "sigma2":
             return training_times(B, device, c.t_eps, 1.0, c.t_power)
-        ends = self._path.log_snr(torch.tensor([1.0, c.t_eps], device=device))
-        lam = training_times(B, device, float(ends[0]), float(ends[1]), 1.0)
+        lam = training_times(B, device, *self.log_snr_range, 1.0)
         return self._path.time_at(lam)
 
     # -- sampling -------------------------------------------------------------------------------
