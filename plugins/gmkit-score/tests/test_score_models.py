@@ -10,14 +10,14 @@ import torch
 from gmkit_score.base import training_times
 from gmkit_score.ode import divergence_exact
 from gmkit_score.ot import assignment, ot_pairing
-from gmkit_score.sde import SubVPPath, VEPath, VPPath
+from gmkit_score.sde import SubVPPath, VEPath, VPPath, logistic_quantile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from score_helpers import build
 
 from gmkit_core.data import Batch, Dataset, DataSpec, load
 from gmkit_core.errors import ConfigError
-from gmkit_core.paths import GaussianPath
+from gmkit_core.paths import GaussianPath, LinearPath
 from gmkit_core.registry import registry
 from gmkit_core.testing import check_model
 from gmkit_core.training.config import TrainConfig
@@ -180,8 +180,11 @@ def test_closed_form_time_at_inverts_the_log_snr_as_the_bisection_does(
     assert float(t[0]) == pytest.approx(float(GaussianPath.time_at(path, lam[None])[0]), rel=1e-4, abs=1e-6)
 
 
-def test_score_sde_loss_regresses_eps_at_the_weightings_times(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = build("score_sde", VEC, hidden=8, depth=1, weighting="likelihood")
+@pytest.mark.parametrize("weighting", ["sigma2", "likelihood", "flow"])
+def test_score_sde_loss_weighs_the_eps_error_at_the_weightings_times(
+    monkeypatch: pytest.MonkeyPatch, weighting: str
+) -> None:
+    model = build("score_sde", VEC, hidden=8, depth=1, weighting=weighting)
     x = torch.randn(5, 2)
     t = torch.tensor([1e-3, 0.01, 0.1, 0.5, 0.9])
     monkeypatch.setattr(model, "training_times", lambda B, device: t)
@@ -191,9 +194,53 @@ def test_score_sde_loss_regresses_eps_at_the_weightings_times(monkeypatch: pytes
         torch.manual_seed(0)
         eps = torch.randn(5, 2)
         path = model.path()
-        x_t = path.alpha(t)[:, None] * model.to_model_space(x) + path.sigma(t)[:, None] * eps
-        expected = (model.eps_hat(x_t, t, None) - eps).square().mean()
+        a, s = path.alpha(t)[:, None], path.sigma(t)[:, None]
+        x_t = a * model.to_model_space(x) + s * eps
+        weight = (1 + s / a).square() if weighting == "flow" else torch.ones_like(s)  # e^{-lambda/2} = sigma/alpha
+        expected = (weight * (model.eps_hat(x_t, t, None) - eps).square()).mean()
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-40.0, 5.0), st.floats(0.5, 45.0), st.floats(0.0, 1.0))
+def test_logistic_quantile_inverts_the_truncated_cdf_in_both_tails(low: float, width: float, u: float) -> None:
+    high = low + width
+    lam = logistic_quantile(torch.tensor([0.0, u, 1.0]), low, high).double()  # float32, as in training
+    assert float(lam[0]) == pytest.approx(low, abs=1e-4) and float(lam[2]) == pytest.approx(high, abs=1e-4)
+    assert float(lam[0]) <= float(lam[1]) + 1e-4 and float(lam[1]) <= float(lam[2]) + 1e-4
+
+    def cdf(x: float) -> float:
+        return 1 / (1 + math.exp(-x / 2))
+
+    assert (cdf(float(lam[1])) - cdf(low)) / (cdf(high) - cdf(low)) == pytest.approx(u, abs=2e-5)
+
+
+@pytest.mark.parametrize("sde", ["vp", "subvp", "ve"])
+def test_flow_weighting_importance_samples_exp_minus_half_log_snr(sde: str) -> None:
+    """2 Z E_{t ~ p}[(1 + e^{-lambda/2})^2 f(t)] = int e^{-lambda/2} (-lambda'(t)) f(t) dt, Z = F(lambda(t_eps)) -
+    F(lambda(1)), F the logistic CDF of scale 2; and the weight is flow matching's 1/(1 - tau)^2 at the same log-SNR."""
+    model = build("score_sde", VEC, hidden=8, depth=1, sde=sde, weighting="flow")
+    path = model.path()
+    torch.manual_seed(0)
+    t = model.training_times(1 << 16, torch.device("cpu"))
+    assert bool(((t >= 1e-5 * 0.99) & (t <= 1.0)).all())
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return torch.cos(3 * t) + t
+
+    ends = path.log_snr(torch.tensor([1.0, 1e-5], dtype=torch.float64))
+    z = float(torch.sigmoid(ends[1] / 2) - torch.sigmoid(ends[0] / 2))
+    sampled = 2 * z * float((model.loss_weights(t).double() * f(t.double())).mean())
+    s = torch.linspace(math.log(1e-5), 0.0, 200_001, dtype=torch.float64)  # quadrature in log t
+    _, _, da, ds = path.derivatives(s.exp())
+    a, sg = path.alpha(s.exp()), path.sigma(s.exp())
+    rate = -2 * (da / a - ds / sg) * s.exp()  # -d lambda / d log t, from the path's derivatives
+    assert sampled == pytest.approx(float(torch.trapezoid(rate * (sg / a) * f(s.exp()), s)), rel=3e-3)
+    lam = torch.linspace(float(ends[0]) + 0.1, float(ends[1]) - 0.1, 41)  # within the range: time_at clamps
+    tau = GaussianPath.time_at(LinearPath(), lam)  # the linear path's time at each log-SNR, by bisection
+    assert torch.allclose(model.loss_weights(path.time_at(lam)), (1 - tau).pow(-2), rtol=1e-3)
+    with pytest.raises(ConfigError, match="t_power"):
+        build("score_sde", VEC, hidden=8, depth=1, weighting="flow", t_power=2.0)
 
 
 @pytest.mark.parametrize("name", ["flow_matching", "score_sde"])
@@ -239,3 +286,35 @@ def test_flow_matching_uses_fourier_features_on_2d_vectors_only() -> None:
     assert registry.get("model", "flow_matching", data=plane).input_multiplier == 7
     assert cls.config_for(DataSpec("wide", "vector", (8,))) == {}
     assert cls.config_for(DataSpec("digits", "image", (1, 8, 8), levels=17, num_classes=10)) == {}
+
+
+class Constant(torch.nn.Module):
+    """A network that returns a fixed tensor (an oracle for one batch)."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.value
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(["vp", "subvp", "ve"]), st.floats(1e-5, 1.0))
+def test_v_prediction_reads_the_true_v_as_the_true_noise(sde: str, time: float) -> None:
+    """An oracle network returning v = (alpha eps - sigma x0) / sqrt(alpha^2 + sigma^2) gives eps_hat = eps."""
+    model = build("score_sde", VEC, hidden=8, depth=1, sde=sde, predict="v")
+    path = model.path()
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4, 2, generator=g, dtype=torch.float64), torch.randn(4, 2, generator=g, dtype=torch.float64)
+    t = torch.full((4,), time, dtype=torch.float64)
+    a, s = float(path.alpha(t)[0]), float(path.sigma(t)[0])
+    v = (a * eps - s * x0) / math.hypot(a, s)
+    model.network = Constant(v)
+    eps_hat = model.eps_hat(a * x0 + s * eps, t, None)
+    assert torch.allclose(eps_hat, eps, rtol=1e-9, atol=1e-9)
+    assert torch.allclose(model.x0_from_network(a * x0 + s * eps, t, None), x0, atol=1e-6 * (1 + s / a))
+
+
+def test_v_prediction_with_flow_weighting_passes_the_conformance_kit() -> None:
+    check_model("score_sde", data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, predict="v", weighting="flow")

@@ -9,21 +9,35 @@ Each SDE :math:`dx = f(t)x\,dt + g(t)\,dW` has Gaussian marginals :math:`x_t = \
 - ``subvp``: the same :math:`\alpha`, :math:`\sigma = 1 - \alpha^2` (eq. 12);
 - ``ve``: :math:`\alpha = 1`, :math:`\sigma = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^t` (eq. 9; SMLD's limit).
 
-Training is denoising score matching: the network predicts :math:`\hat\epsilon(c_{\rm in}x_t, t)`
-with :math:`c_{\rm in} = (\alpha^2 + \sigma^2)^{-1/2}` and :math:`s_\theta(x, t) = -\hat\epsilon/\sigma`, so
+Training is denoising score matching: the network sees :math:`\tilde x = c_{\rm in}x_t` with
+:math:`c_{\rm in} = (\alpha^2 + \sigma^2)^{-1/2}` and, by ``predict``, outputs
+
+- ``eps``: :math:`\hat\epsilon` itself;
+- ``v``: :math:`\hat v` with :math:`\hat\epsilon = \tilde\alpha\hat v + \tilde\sigma\tilde x`,
+  :math:`(\tilde\alpha, \tilde\sigma) = c_{\rm in}(\alpha, \sigma)`: the target is
+  :math:`v = \tilde\alpha\epsilon - \tilde\sigma x_0` (Salimans & Ho, 2022, arXiv:2202.00512, on the
+  normalised path), so near the prior :math:`\hat\epsilon \to \tilde x` needs no fitting.
+
+The score is :math:`s_\theta(x, t) = -\hat\epsilon/\sigma`, so
 :math:`w(t)\|s_\theta - \nabla\log p(x_t \mid x_0)\|^2 = \tfrac{w(t)}{\sigma^2}\|\hat\epsilon - \epsilon\|^2`.
-``weighting`` picks :math:`w`:
+With :math:`\lambda = \log(\alpha^2/\sigma^2)` the log-SNR, every Gaussian path has
+:math:`g^2/\sigma^2 = \tfrac{d\log\sigma^2}{dt} - 2f = -\dot\lambda(t)`, so a weight
+:math:`w = g^2\tilde w(\lambda)` gives the loss :math:`\tfrac12\int\tilde w(\lambda)E\|\hat\epsilon - \epsilon\|^2 d\lambda`
+over :math:`[\lambda(1), \lambda(t_\epsilon)]` (Kingma & Gao, 2023, arXiv:2303.00848). ``weighting`` picks :math:`w`:
 
 - ``sigma2``: :math:`w = \sigma^2` (eq. 7): the loss :math:`E\|\hat\epsilon - \epsilon\|^2`,
   :math:`t \sim U[t_\epsilon, 1]` (antithetic, raised to ``t_power``);
-- ``likelihood``: :math:`w = g^2` (Song et al., 2021, arXiv:2101.09258), for which the score-matching
-  loss bounds the negative log-likelihood. For every Gaussian path
-  :math:`g^2/\sigma^2 = \tfrac{d\log\sigma^2}{dt} - 2f = -\dot\lambda(t)` (:math:`\lambda` the log-SNR), so
-  :math:`\tfrac12\int_{t_\epsilon}^1 \tfrac{g^2}{\sigma^2} E\|\hat\epsilon - \epsilon\|^2 dt
-  = \tfrac12(\lambda(t_\epsilon) - \lambda(1))\,E_{t\sim p}\|\hat\epsilon - \epsilon\|^2` with
-  :math:`p(t) \propto -\dot\lambda(t)`: :math:`\lambda` drawn uniformly on :math:`[\lambda(1), \lambda(t_\epsilon)]`
-  (antithetic) and inverted in closed form (importance sampling; VDM's diffusion loss on this path).
-  The loss reported is the per-dimension :math:`E_{t\sim p}\|\hat\epsilon - \epsilon\|^2`.
+- ``likelihood``: :math:`\tilde w = 1`, :math:`w = g^2` (Song et al., 2021, arXiv:2101.09258), for which the
+  score-matching loss bounds the negative log-likelihood (VDM's diffusion loss on this path):
+  :math:`\lambda \sim U[\lambda(1), \lambda(t_\epsilon)]` (antithetic, importance sampling), inverted to
+  :math:`t` in closed form; the loss :math:`E_\lambda\|\hat\epsilon - \epsilon\|^2`;
+- ``flow``: :math:`\tilde w = e^{-\lambda/2}`, flow matching's weighting: :math:`\lambda` from the logistic
+  density of scale 2, :math:`p(\lambda) = \tfrac12 e^{-\lambda/2}(1 + e^{-\lambda/2})^{-2}` (truncated to the
+  range), and the loss :math:`E_\lambda(1 + e^{-\lambda/2})^2\|\hat\epsilon - \epsilon\|^2`. On the linear path
+  :math:`x_\tau = (1-\tau)x_0 + \tau\epsilon` these are :math:`\tau \sim U[0, 1]` and
+  :math:`\|\hat\epsilon - \epsilon\|^2/(1-\tau)^2 = \|\hat v - (\epsilon - x_0)\|^2`: ``flow_matching``'s loss.
+
+Each loss is the per-dimension mean over the batch.
 
 Sampling (``sample(method=...)``):
 
@@ -54,7 +68,17 @@ from .base import ContinuousModel, PathTrainingConfig, at, fourier_features, opt
 __all__ = ["ScoreSDE", "ScoreSDEConfig", "VPPath", "SubVPPath", "VEPath", "METHODS"]
 
 METHODS = ("ode", "em", "pc")
-WEIGHTINGS = ("sigma2", "likelihood")
+WEIGHTINGS = ("sigma2", "likelihood", "flow")
+PREDICTIONS = ("eps", "v")
+
+
+def logistic_quantile(u: Tensor, low: float, high: float) -> Tensor:
+    r"""The logistic distribution of scale 2 truncated to ``[low, high]``, at the quantiles ``u`` in [0, 1]:
+    :math:`\lambda = 2\log(p/q)` with :math:`p = F(\lambda)` (:math:`F = \mathrm{sigmoid}(\cdot/2)`) interpolated
+    from the low end and :math:`q = 1 - p` from the high end, so neither tail loses precision."""
+    p_lo, q_hi = 1 / (1 + math.exp(-low / 2)), 1 / (1 + math.exp(high / 2))
+    width = 1 - p_lo - q_hi  # F(high) - F(low)
+    return 2 * (torch.log(p_lo + width * u) - torch.log(q_hi + width * (1 - u)))
 
 
 class VPPath(GaussianPath):
@@ -125,8 +149,12 @@ class ScoreSDEConfig(PathTrainingConfig):
     sigma_max: float = opt(20.0, "ve: sigma(1) (about the largest distance between data points)", gt(0.0))
     weighting: str = opt(
         "sigma2",
-        "score-matching weight: sigma2 (t uniform) or likelihood (g^2, times uniform in log-SNR)",
+        "score-matching weight: sigma2 (t uniform), likelihood (g^2: log-SNR uniform) or flow "
+        "(g^2 exp(-log-SNR/2): flow matching's)",
         in_(WEIGHTINGS),
+    )
+    predict: str = opt(
+        "eps", "network output: eps (the noise) or v (alpha eps - sigma x0 on the normalised path)", in_(PREDICTIONS)
     )
     t_eps: float = opt(1e-5, "smallest time of training, sampling and the likelihood ODE", gt(0.0))
     method: str = opt(
@@ -150,8 +178,10 @@ class ScoreSDE(ContinuousModel):
             raise ConfigError(f"score_sde: sigma_min ({config.sigma_min}) must be below sigma_max ({config.sigma_max})")
         if config.sde != "ve" and not config.beta_min < config.beta_max:
             raise ConfigError(f"score_sde: beta_min ({config.beta_min}) must be below beta_max ({config.beta_max})")
-        if config.weighting == "likelihood" and config.t_power != 1.0:
-            raise ConfigError("score_sde: t_power applies to weighting=sigma2 (likelihood draws times by log-SNR)")
+        if config.weighting != "sigma2" and config.t_power != 1.0:
+            raise ConfigError(
+                f"score_sde: t_power applies to weighting=sigma2 ({config.weighting} draws times by log-SNR)"
+            )
         if config.t_eps >= 0.5:
             raise ConfigError(f"score_sde: t_eps must be small (< 0.5), got {config.t_eps}")
         self.exponents = self.input_exponents(config)
@@ -163,7 +193,7 @@ class ScoreSDE(ContinuousModel):
             else (SubVPPath if c.sde == "subvp" else VPPath)(c.beta_min, c.beta_max, c.t_eps)
         )
         ends = self._path.log_snr(torch.tensor([1.0, c.t_eps], dtype=torch.float64))
-        #: :math:`(\lambda(1), \lambda(t_\epsilon))`, the range ``weighting=likelihood`` draws from
+        #: :math:`(\lambda(1), \lambda(t_\epsilon))`, the range ``weighting=likelihood`` and ``flow`` draw from
         self.log_snr_range = (float(ends[0]), float(ends[1]))
 
     def path(self) -> GaussianPath:
@@ -175,10 +205,14 @@ class ScoreSDE(ContinuousModel):
         return 1.0 if self.config.sde == "ve" else 2.0
 
     def eps_hat(self, x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
-        r""":math:`\hat\epsilon(x_t, t, y)`; the score is :math:`-\hat\epsilon/\sigma(t)`."""
+        r""":math:`\hat\epsilon(x_t, t, y)` from the network's ``predict`` output; the score is :math:`-\hat\epsilon/\sigma(t)`."""
         a, s = self._path.alpha(t), self._path.sigma(t)
-        c_in = at((a.square() + s.square()).rsqrt(), x_t)
-        return self.network(fourier_features(c_in * x_t, self.exponents), t, y)
+        c_in = (a.square() + s.square()).rsqrt()
+        x_in = at(c_in, x_t) * x_t
+        out = self.network(fourier_features(x_in, self.exponents), t, y)
+        if self.config.predict == "eps":
+            return out
+        return at(c_in * a, x_t) * out + at(c_in * s, x_t) * x_in
 
     def x0_from_network(self, x_t: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
         a, s = at(self._path.alpha(t), x_t), at(self._path.sigma(t), x_t)
@@ -190,16 +224,25 @@ class ScoreSDE(ContinuousModel):
         t = self.training_times(x.shape[0], x.device)
         eps = torch.randn_like(x)
         x_t = at(self._path.alpha(t), x) * x + at(self._path.sigma(t), x) * eps
-        loss = (self.eps_hat(x_t, t, y) - eps).square().flatten(1).mean(1).mean()
+        mse = (self.eps_hat(x_t, t, y) - eps).square().flatten(1).mean(1)
+        loss = (self.loss_weights(t) * mse).mean()
         return {"loss": loss}
 
     def training_times(self, B: int, device: torch.device) -> Tensor:
-        r"""``(B,)`` times: antithetic uniform in :math:`t` (``sigma2``) or in :math:`\lambda(t)` (``likelihood``)."""
+        r"""``(B,)`` times, antithetic: uniform in :math:`t` (``sigma2``), uniform in :math:`\lambda(t)`
+        (``likelihood``) or :math:`\lambda` logistic of scale 2 (``flow``)."""
         c = self.config
         if c.weighting == "sigma2":
             return training_times(B, device, c.t_eps, 1.0, c.t_power)
-        lam = training_times(B, device, *self.log_snr_range, 1.0)
-        return self._path.time_at(lam)
+        if c.weighting == "likelihood":
+            return self._path.time_at(training_times(B, device, *self.log_snr_range, 1.0))
+        return self._path.time_at(logistic_quantile(training_times(B, device, 0.0, 1.0, 1.0), *self.log_snr_range))
+
+    def loss_weights(self, t: Tensor) -> Tensor:
+        r"""``(B,)`` weights of the per-example losses: :math:`(1 + e^{-\lambda(t)/2})^2` (``flow``), else 1."""
+        if self.config.weighting != "flow":
+            return torch.ones_like(t)
+        return (1 + torch.exp(-0.5 * self._path.log_snr(t))).square()
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(
