@@ -1,5 +1,7 @@
 """The trainer and the run file: resume, atomicity, NaN guard, Ctrl-C, best weights, accumulation."""
 
+import json
+
 import h5py
 import pytest
 import torch
@@ -195,3 +197,29 @@ def test_config_for_sets_options_per_data_and_given_options_win(tmp_path, monkey
     assert built.config.smoothing == 2.5
     resumed = train("independent", "digits", resume=tmp_path / "b.h5", **{**quick, "steps": 3}).run
     assert resumed.model.config.smoothing == 0.5  # a resumed run keeps the options it was trained with
+
+
+def test_options_with_data_show_the_defaults_a_model_takes_there(monkeypatch, capsys):
+    from gmkit_core.cli import main
+    from gmkit_core.registry import registry
+
+    cls = registry.entry("model", "independent").load()
+    monkeypatch.setattr(
+        cls, "config_for", classmethod(lambda c, data: {"smoothing": 2.5} if data.kind == "image" else {})
+    )
+    monkeypatch.setattr(cls, "defaults_for", classmethod(lambda c, data: {"steps": 7 if data.kind == "image" else 9}))
+
+    def shown(*data: str) -> tuple[float, int]:
+        with pytest.raises(SystemExit) as done:
+            main(["options", "independent", "--json", *data])
+        assert done.value.code == 0
+        out = json.loads(capsys.readouterr().out)
+        smoothing = next(r["default"] for r in out["model"] if r["name"] == "smoothing")
+        return smoothing, next(r["default"] for r in out["train"] if r["name"] == "train.steps")
+
+    assert shown("--data", "digits") == (2.5, 7)
+    assert shown("--data", "moons") == (1.0, 9)
+    assert shown()[0] == 1.0  # without --data: the Config's own defaults
+    with pytest.raises(SystemExit) as exit_:
+        main(["options", "independent", "--data", "no-such-data"])
+    assert exit_.value.code == 1 and "unknown data 'no-such-data'" in capsys.readouterr().err

@@ -103,16 +103,25 @@ def export(source: str, split: str, out: str) -> None:
 
 @click.command("options")
 @click.argument("model")
+@click.option("--data", help="Show the defaults MODEL takes on this data (NAME[:ARG] or a file): some depend on it.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def options(model: str, as_json: bool) -> None:
+def options(model: str, data: str | None, as_json: bool) -> None:
     """Config options of MODEL (for --set key=value) and its trainer defaults."""
     from ..config import describe_options
     from ..training.config import TrainConfig
 
     cls = registry.entry("model", model).load()
     rows = describe_options(cls.Config)
+    train_defaults = dict(cls.train_defaults)
+    if data is not None:
+        from ..data import load
+
+        spec = load(data, "train").spec
+        config = cls.configure(spec, owner=f"model '{model}'")
+        rows = [{**r, "default": getattr(config, r["name"])} for r in rows]
+        train_defaults = cls.defaults_for(spec)
     trainer = [
-        {**r, "name": f"train.{r['name']}", "default": cls.train_defaults.get(r["name"], r["default"])}
+        {**r, "name": f"train.{r['name']}", "default": train_defaults.get(r["name"], r["default"])}
         for r in describe_options(TrainConfig)
     ]
     text = _table(
