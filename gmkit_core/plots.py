@@ -15,7 +15,15 @@ import torch
 
 from .interfaces import likelihood_of
 
-__all__ = ["grid_image", "save_samples_png", "sample_picture", "loss_curve", "density_picture", "run_pictures"]
+__all__ = [
+    "grid_image",
+    "save_samples_png",
+    "sample_picture",
+    "loss_curve",
+    "colour_limit",
+    "density_picture",
+    "run_pictures",
+]
 
 
 def grid_image(samples: torch.Tensor, levels: int, ncol: int | None = None, cell: int = 48) -> Any:
@@ -145,8 +153,16 @@ def _fit_curve(groups: dict[str, Any], path: str | Path, title: str) -> Path:
     return Path(path)
 
 
+def colour_limit(density: np.ndarray, quantile: float = 0.995) -> float | None:
+    """The top of a density map's colour scale: the ``quantile`` of its values (None if that is 0), so that a
+    few spikes (a density peaked at a corner or a training point) saturate instead of darkening the rest."""
+    top = float(np.quantile(density, quantile))
+    return top if top > 0 else None
+
+
 def density_picture(model: Any, data: torch.Tensor, path: str | Path, seed: int = 0, resolution: int = 200) -> Path:
-    """For a 2D model with a likelihood: the learned density beside data and samples."""
+    """For a 2D model with a likelihood: the learned density (colour scale clipped by :func:`colour_limit`)
+    beside data and samples."""
     from .data import Batch
 
     device = next(model.parameters(), torch.zeros(())).device
@@ -167,7 +183,8 @@ def density_picture(model: Any, data: torch.Tensor, path: str | Path, seed: int 
     for i, (title, pts_) in enumerate((("data", pts[:2000]), ("model density", None), ("samples", samples))):
         ax = fig.add_subplot(1, 3, i + 1)
         if pts_ is None:
-            ax.imshow(density, origin="lower", extent=extent, cmap="magma", aspect="auto")
+            top = colour_limit(density)
+            ax.imshow(density, origin="lower", extent=extent, cmap="magma", aspect="auto", vmin=0, vmax=top)
         else:
             ax.scatter(pts_[:, 0], pts_[:, 1], s=2, alpha=0.5, linewidths=0, color="#1f5fa8")
             ax.set_xlim(extent[0], extent[1])
