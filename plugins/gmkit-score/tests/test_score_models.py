@@ -245,7 +245,8 @@ def test_flow_weighting_importance_samples_exp_minus_half_log_snr(sde: str) -> N
 
 @pytest.mark.parametrize("name", ["flow_matching", "score_sde"])
 def test_fourier_input_features_enter_the_velocity_and_its_exact_divergence(name: str) -> None:
-    model = build(name, VEC, hidden=16, depth=2, x_fourier=(0, 2), t_power=2.0, nfe=3)
+    times = {"t_power": 2.0, **({"weighting": "sigma2"} if name == "score_sde" else {})}  # t_power: uniform t only
+    model = build(name, VEC, hidden=16, depth=2, x_fourier=(0, 2), nfe=3, **times)
     assert model.network.inp.in_features == 2 * (1 + 2 * 2)
     with torch.no_grad():
         for p in model.parameters():
@@ -260,7 +261,7 @@ def test_fourier_input_features_enter_the_velocity_and_its_exact_divergence(name
         ]
     )
     assert torch.allclose(div, trace, atol=1e-5)
-    check_model(name, data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, x_fourier=(1,), t_power=2.0)
+    check_model(name, data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, x_fourier=(1,), **times)
     with pytest.raises(ConfigError, match="x_fourier"):
         build(name, load("digits", "train").spec, x_fourier=(1,), **SMALL_UNET)
 
@@ -279,13 +280,19 @@ def test_dequantized_training_data_fill_the_bins_of_the_bound() -> None:
     assert torch.equal(model.decode(x), batch.x.long())  # each point stays in its own bin
 
 
-def test_flow_matching_uses_fourier_features_on_2d_vectors_only() -> None:
-    cls = registry.entry("model", "flow_matching").load()
+def test_fourier_features_on_2d_vectors_only_and_score_sde_defaults_on_vectors() -> None:
     plane = DataSpec("checkerboard", "vector", (2,))
-    assert cls.config_for(plane) == {"x_fourier": (0, 1, 2)}
+    wide = DataSpec("wide", "vector", (8,))
+    digits = DataSpec("digits", "image", (1, 8, 8), levels=17, num_classes=10)
+    fm = registry.entry("model", "flow_matching").load()
+    assert fm.config_for(plane) == {"x_fourier": (0, 1, 2)}
     assert registry.get("model", "flow_matching", data=plane).input_multiplier == 7
-    assert cls.config_for(DataSpec("wide", "vector", (8,))) == {}
-    assert cls.config_for(DataSpec("digits", "image", (1, 8, 8), levels=17, num_classes=10)) == {}
+    assert fm.config_for(wide) == {} and fm.config_for(digits) == {}
+    sde = registry.entry("model", "score_sde").load()
+    assert sde.config_for(plane) == {"predict": "v", "weighting": "flow", "x_fourier": (0, 1, 2)}
+    assert sde.config_for(wide) == {"predict": "v", "weighting": "flow"} and sde.config_for(digits) == {}
+    model = registry.get("model", "score_sde", data=plane, weighting="sigma2")  # given options win
+    assert (model.config.weighting, model.config.predict, model.input_multiplier) == ("sigma2", "v", 7)
 
 
 class Constant(torch.nn.Module):
@@ -316,5 +323,8 @@ def test_v_prediction_reads_the_true_v_as_the_true_noise(sde: str, time: float) 
     assert torch.allclose(model.x0_from_network(a * x0 + s * eps, t, None), x0, atol=1e-6 * (1 + s / a))
 
 
-def test_v_prediction_with_flow_weighting_passes_the_conformance_kit() -> None:
-    check_model("score_sde", data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, predict="v", weighting="flow")
+def test_eps_prediction_with_sigma2_weighting_passes_the_conformance_kit_on_vectors() -> None:
+    """The vector defaults are v and flow (test_conformance); the image defaults, on vectors."""
+    check_model(
+        "score_sde", data="8gaussians", hidden=16, depth=1, nfe=3, ode_steps=2, predict="eps", weighting="sigma2"
+    )

@@ -53,6 +53,7 @@ __all__ = [
     "opt",
     "DIVERGENCES",
     "fourier_features",
+    "plane_options",
     "training_times",
 ]
 
@@ -129,6 +130,12 @@ class PathTrainingConfig(ContinuousConfig):
     dequantize: bool = opt(
         False, "images: train on c_x + u, u ~ U[-1/(L-1), 1/(L-1)), the density the likelihood bound integrates"
     )
+
+
+def plane_options(data: DataSpec) -> dict[str, Any]:
+    """2D vectors: ``x_fourier = (0, 1, 2)``, features that let an MLP form the sharp edges of a density on the
+    plane (the checkerboard's squares; measured in docs/models/score.md); otherwise none."""
+    return {"x_fourier": (0, 1, 2)} if data.kind == "vector" and data.dims <= 2 else {}
 
 
 def training_times(B: int, device: torch.device, t_min: float, t_max: float, power: float) -> Tensor:

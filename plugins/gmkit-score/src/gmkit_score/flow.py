@@ -38,7 +38,7 @@ from gmkit_core.interfaces import GenerativeModel
 from gmkit_core.paths import GaussianPath, LinearPath
 
 from . import ode
-from .base import ContinuousModel, PathTrainingConfig, at, fourier_features, opt, training_times
+from .base import ContinuousModel, PathTrainingConfig, at, fourier_features, opt, plane_options, training_times
 from .ot import ot_pairing
 
 __all__ = ["FlowMatching", "FlowMatchingConfig", "ReflowStage"]
@@ -68,9 +68,8 @@ class FlowMatching(ContinuousModel):
 
     @classmethod
     def config_for(cls, data: DataSpec) -> dict[str, Any]:
-        """2D vectors: ``x_fourier = (0, 1, 2)``, features that let the MLP's velocity field form sharp
-        edges (checkerboard test NLL 3.549 with them, 3.585 without; docs/models/score.md)."""
-        return {"x_fourier": (0, 1, 2)} if data.kind == "vector" and data.dims <= 2 else {}
+        """:func:`~gmkit_score.base.plane_options` (checkerboard test NLL 3.549 with the features, 3.585 without)."""
+        return plane_options(data)
 
     def __init__(self, config: FlowMatchingConfig, data: DataSpec):
         super().__init__(config, data)
