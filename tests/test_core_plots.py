@@ -18,12 +18,19 @@ def test_colour_limit_lets_a_spike_saturate() -> None:
 
 
 def test_density_picture_draws_the_map_with_that_limit(tmp_path, monkeypatch) -> None:
+    import matplotlib.axes
+
     train = load("moons:200", "train")
     torch.manual_seed(0)
     model = registry.get("model", "independent", data=train.spec)
     with torch.no_grad():  # as the trainer calls it
         model.prepare(train)
     seen: list[tuple[int, ...]] = []
-    monkeypatch.setattr(plots, "colour_limit", lambda d: seen.append(d.shape) or float(d.max()))
+    monkeypatch.setattr(plots, "colour_limit", lambda d: seen.append(d.shape) or 0.125)
+    limits: list[object] = []
+    imshow = matplotlib.axes.Axes.imshow
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "imshow", lambda ax, *a, **k: limits.append(k.get("vmax")) or imshow(ax, *a, **k)
+    )
     path = plots.density_picture(model.eval(), train.x, tmp_path / "d.png", resolution=24)
-    assert seen == [(24, 24)] and path.stat().st_size > 1000
+    assert seen == [(24, 24)] and limits == [0.125] and path.stat().st_size > 1000

@@ -35,7 +35,8 @@ over :math:`[\lambda(1), \lambda(t_\epsilon)]` (Kingma & Gao, 2023, arXiv:2303.0
   density of scale 2, :math:`p(\lambda) = \tfrac12 e^{-\lambda/2}(1 + e^{-\lambda/2})^{-2}` (truncated to the
   range), and the loss :math:`E_\lambda(1 + e^{-\lambda/2})^2\|\hat\epsilon - \epsilon\|^2`. On the linear path
   :math:`x_\tau = (1-\tau)x_0 + \tau\epsilon` these are :math:`\tau \sim U[0, 1]` and
-  :math:`\|\hat\epsilon - \epsilon\|^2/(1-\tau)^2 = \|\hat v - (\epsilon - x_0)\|^2`: ``flow_matching``'s loss.
+  :math:`\|\hat\epsilon - \epsilon\|^2/(1-\tau)^2` is the squared error of the velocity :math:`\epsilon - x_0`:
+  ``flow_matching``'s loss.
 
 Each loss is the per-dimension mean over the batch.
 
@@ -190,7 +191,8 @@ class ScoreSDE(ContinuousModel):
             raise ConfigError(f"score_sde: beta_min ({config.beta_min}) must be below beta_max ({config.beta_max})")
         if config.weighting != "sigma2" and config.t_power != 1.0:
             raise ConfigError(
-                f"score_sde: t_power applies to weighting=sigma2 ({config.weighting} draws times by log-SNR)"
+                f"score_sde: t_power applies to weighting=sigma2 ({config.weighting} draws times by log-SNR); "
+                "add --set weighting=sigma2 to use it"
             )
         if config.t_eps >= 0.5:
             raise ConfigError(f"score_sde: t_eps must be small (< 0.5), got {config.t_eps}")
