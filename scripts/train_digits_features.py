@@ -3,8 +3,9 @@
 A small conv classifier (gmkit_core.features.classifier.ConvClassifier) on the
 digits TRAIN split only, the validation split choosing the checkpoint, fixed
 seeds, one thread, torch.use_deterministic_algorithms(True): re-running gives
-the same weights bit for bit (same torch version). Prints the test accuracy
-and the file's sha256; the shipped file's sha256 is recorded in
+the same weights bit for bit (same torch version, same CPU kind: torch's CPU
+capability AVX512 for the shipped file). Prints the test accuracy and the
+file's sha256; the shipped file's sha256 is recorded in
 gmkit_core/features/classifier.py (DIGITS_SHA256) and docs/metrics.md.
 
     python scripts/train_digits_features.py                 # rewrites the shipped file

@@ -1,4 +1,4 @@
-"""Feature extractors: the shipped digits classifier (hash, accuracy, bit-exact retraining), Inception-v3, fit."""
+"""Feature extractors: the shipped digits classifier (hash, accuracy, retraining: bit-exact on its CPU kind), Inception-v3, fit."""
 
 import json
 import subprocess
@@ -41,7 +41,14 @@ def test_shipped_file_matches_its_recorded_hashes_and_accuracy():
     assert features.shape == (7, 64) and features.dtype == torch.float64
 
 
-def test_training_script_reproduces_the_shipped_weights_bit_for_bit(tmp_path):
+#: torch's CPU capability on the machine that trained the shipped file (an Intel Xeon with AVX-512, 2026-11-30).
+#: Kernels of other instruction sets round differently and 1000 optimiser steps amplify that (seen on an AVX2
+#: machine: other weights, best step 750 against 400, test accuracy 0.980 against 0.978), so only a machine of
+#: the same capability can compare bits; every machine checks the shapes and the accuracy the recipe reaches.
+SHIPPED_CPU_CAPABILITY = "AVX512"
+
+
+def test_training_script_reproduces_the_shipped_weights(tmp_path):
     out = tmp_path / "again.h5"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_digits_features.py"), "--out", str(out)],
@@ -54,9 +61,15 @@ def test_training_script_reproduces_the_shipped_weights_bit_for_bit(tmp_path):
     with h5py.File(out) as new, h5py.File(DIGITS_FILE) as shipped:
         assert sorted(new["weights"]) == sorted(shipped["weights"])
         for key in shipped["weights"]:
-            assert np.array_equal(new["weights"][key][()], shipped["weights"][key][()]), key
-        assert new.attrs["test_accuracy"] == shipped.attrs["test_accuracy"] == info["test_accuracy"]
-    assert info["sha256"] == file_sha256(out) == DIGITS_SHA256  # no timestamps: equal weights, equal bytes
+            assert new["weights"][key].shape == shipped["weights"][key].shape, key
+        recorded = float(shipped.attrs["test_accuracy"])
+        assert float(new.attrs["test_accuracy"]) == info["test_accuracy"] >= 0.97
+        assert abs(info["test_accuracy"] - recorded) <= 0.015
+        if torch.backends.cpu.get_cpu_capability() == SHIPPED_CPU_CAPABILITY:  # bit for bit
+            for key in shipped["weights"]:
+                assert np.array_equal(new["weights"][key][()], shipped["weights"][key][()]), key
+            assert info["test_accuracy"] == recorded
+            assert info["sha256"] == file_sha256(out) == DIGITS_SHA256  # no timestamps: equal weights, equal bytes
 
 
 def test_digits_extractor_refuses_other_data_naming_fit():
