@@ -136,6 +136,20 @@ def test_training_times_are_stratified_powers_of_a_uniform(power: float) -> None
     assert torch.allclose(u.diff(), torch.full((63,), 1 / 64), atol=1e-5)
 
 
+def smooth_in_time(t: torch.Tensor) -> torch.Tensor:
+    """A smooth function of time for the quadrature checks of the weightings."""
+    return torch.cos(3 * t) + t
+
+
+def log_snr_rate(path: GaussianPath) -> tuple[torch.Tensor, ...]:
+    """``(s, alpha, sigma, rate)`` on a fine grid of ``s = log t`` over ``[log 1e-5, 0]``, float64, with
+    ``rate = -d lambda / d log t`` from the path's own derivatives."""
+    s = torch.linspace(math.log(1e-5), 0.0, 200_001, dtype=torch.float64)
+    _, _, da, ds = path.derivatives(s.exp())
+    a, sg = path.alpha(s.exp()), path.sigma(s.exp())
+    return s, a, sg, -2 * (da / a - ds / sg) * s.exp()
+
+
 @pytest.mark.parametrize("sde", ["vp", "subvp", "ve"])
 def test_likelihood_weighting_importance_samples_minus_the_log_snr_rate(sde: str) -> None:
     """E_{t ~ p}[f(t)] (lambda(t_eps) - lambda(1)) = int -lambda'(t) f(t) dt: the g^2-weighted loss, by quadrature."""
@@ -145,16 +159,10 @@ def test_likelihood_weighting_importance_samples_minus_the_log_snr_rate(sde: str
     t = model.training_times(4096, torch.device("cpu")).double()
     assert bool(((t >= 1e-5 * 0.99) & (t <= 1.0)).all())
 
-    def f(t: torch.Tensor) -> torch.Tensor:
-        return torch.cos(3 * t) + t
-
     ends = path.log_snr(torch.tensor([1.0, 1e-5], dtype=torch.float64))
-    sampled = float(f(t).mean() * (ends[1] - ends[0]))
-    s = torch.linspace(math.log(1e-5), 0.0, 200_001, dtype=torch.float64)  # quadrature in log t
-    _, _, da, ds = path.derivatives(s.exp())
-    a, sg = path.alpha(s.exp()), path.sigma(s.exp())
-    rate = -2 * (da / a - ds / sg) * s.exp()  # -d lambda / d log t, from the path's derivatives
-    assert sampled == pytest.approx(float(torch.trapezoid(rate * f(s.exp()), s)), rel=2e-3)
+    sampled = float(smooth_in_time(t).mean() * (ends[1] - ends[0]))
+    s, a, sg, rate = log_snr_rate(path)
+    assert sampled == pytest.approx(float(torch.trapezoid(rate * smooth_in_time(s.exp()), s)), rel=2e-3)
     _, g2 = model.sde_coefficients(s.exp())  # the weight is the SDE's own g^2: g^2 / sigma^2 = -lambda'
     assert torch.allclose(g2 / sg.square() * s.exp(), rate, rtol=1e-6)
     with pytest.raises(ConfigError, match="t_power"):
@@ -225,17 +233,11 @@ def test_flow_weighting_importance_samples_exp_minus_half_log_snr(sde: str) -> N
     t = model.training_times(1 << 16, torch.device("cpu"))
     assert bool(((t >= 1e-5 * 0.99) & (t <= 1.0)).all())
 
-    def f(t: torch.Tensor) -> torch.Tensor:
-        return torch.cos(3 * t) + t
-
     ends = path.log_snr(torch.tensor([1.0, 1e-5], dtype=torch.float64))
     z = float(torch.sigmoid(ends[1] / 2) - torch.sigmoid(ends[0] / 2))
-    sampled = 2 * z * float((model.loss_weights(t).double() * f(t.double())).mean())
-    s = torch.linspace(math.log(1e-5), 0.0, 200_001, dtype=torch.float64)  # quadrature in log t
-    _, _, da, ds = path.derivatives(s.exp())
-    a, sg = path.alpha(s.exp()), path.sigma(s.exp())
-    rate = -2 * (da / a - ds / sg) * s.exp()  # -d lambda / d log t, from the path's derivatives
-    assert sampled == pytest.approx(float(torch.trapezoid(rate * (sg / a) * f(s.exp()), s)), rel=3e-3)
+    sampled = 2 * z * float((model.loss_weights(t).double() * smooth_in_time(t.double())).mean())
+    s, a, sg, rate = log_snr_rate(path)
+    assert sampled == pytest.approx(float(torch.trapezoid(rate * (sg / a) * smooth_in_time(s.exp()), s)), rel=3e-3)
     lam = torch.linspace(float(ends[0]) + 0.1, float(ends[1]) - 0.1, 41)  # within the range: time_at clamps
     tau = GaussianPath.time_at(LinearPath(), lam)  # the linear path's time at each log-SNR, by bisection
     assert torch.allclose(model.loss_weights(path.time_at(lam)), (1 - tau).pow(-2), rtol=1e-3)
